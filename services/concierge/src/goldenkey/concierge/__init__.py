@@ -1,0 +1,1 @@
+"""Golden Key Hall's concierge service (DESIGN §4 "concierge")."""

@@ -1,0 +1,1 @@
+"""Golden Key Hall's feedback service (DESIGN §4 "feedback")."""

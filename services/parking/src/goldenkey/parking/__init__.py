@@ -1,0 +1,1 @@
+"""Golden Key Hall's parking service (DESIGN §4 "parking")."""

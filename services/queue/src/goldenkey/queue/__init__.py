@@ -1,0 +1,1 @@
+"""Golden Key Hall's queue service (DESIGN §4 "queue")."""

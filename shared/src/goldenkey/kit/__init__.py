@@ -1,0 +1,34 @@
+"""The service kit: the one place for each mechanism every Golden Key Hall service shares."""
+
+from goldenkey.kit.aggregate import Aggregate, AlreadyExists, ConcurrencyError, NotFound, Repository
+from goldenkey.kit.app import ServiceKit, serve
+from goldenkey.kit.auth import Principal, require
+from goldenkey.kit.clock import BusinessCalendar, BusinessHours, Clock, ManualClock, SystemClock
+from goldenkey.kit.errors import Conflict, DomainError, Invalid, Missing
+from goldenkey.kit.http import creation_id
+from goldenkey.kit.mongo import Index
+from goldenkey.kit.settings import KitSettings
+
+__all__ = [
+    "Aggregate",
+    "AlreadyExists",
+    "BusinessCalendar",
+    "BusinessHours",
+    "Clock",
+    "ConcurrencyError",
+    "Conflict",
+    "DomainError",
+    "Index",
+    "Invalid",
+    "KitSettings",
+    "ManualClock",
+    "Missing",
+    "NotFound",
+    "Principal",
+    "Repository",
+    "ServiceKit",
+    "SystemClock",
+    "creation_id",
+    "require",
+    "serve",
+]

@@ -1,0 +1,251 @@
+"""Aggregates stored as single MongoDB documents, each with a version and an embedded outbox.
+
+A command loads an aggregate, decides, records events and saves: the new state and its events
+land in one atomic single-document write (DESIGN §6, §7.1). The relay publishes the outbox later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from goldenkey.contracts import CloudEvent, EventData, derived_event_id, spec_for
+from goldenkey.contracts.envelope import new_event_id
+
+if TYPE_CHECKING:
+    from goldenkey.kit.locks import Locks
+    from goldenkey.kit.mongo import Document
+    from goldenkey.kit.outbox import OutboxRelay
+
+APPLIED_KEPT = 200
+"""How many ids of applied events an aggregate remembers (enough for any redelivery window)."""
+STORAGE_FIELDS = ("_id", "version", "outbox", "outbox_n", "applied", "seq", "lease_owner", "lease_until")
+
+
+class ConcurrencyError(RuntimeError):
+    """Someone else saved the aggregate since it was loaded."""
+
+
+class AlreadyExists(RuntimeError):
+    """An aggregate with that id exists already."""
+
+
+class NotFound(LookupError):
+    """No aggregate with that id."""
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    data: EventData
+    at: datetime
+    subject: str
+    causation: CloudEvent | None
+    correlation_id: str | None
+    event_id: str | None
+
+
+class Aggregate(BaseModel):
+    """Base of every stored aggregate: `id`, a `version` for optimistic concurrency, the events
+    recorded since it was loaded, and the ids of events it has already applied."""
+
+    model_config = ConfigDict(validate_assignment=False)
+
+    id: str = Field(min_length=1, max_length=200)
+    version: int = 0
+    seq: int = 0
+    """How many events it has ever emitted: the CloudEvents `sequence` of the next one."""
+    applied: list[str] = Field(default_factory=list)
+    _events: list[PendingEvent] = PrivateAttr(default_factory=list)
+
+    def record(
+        self,
+        data: EventData,
+        *,
+        at: datetime,
+        subject: str | None = None,
+        causation: CloudEvent | None = None,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        """Raise an event; it is saved with the aggregate and published by the relay."""
+        self._events.append(PendingEvent(data, at, subject or self.id, causation, correlation_id, event_id))
+
+    def has_applied(self, event_id: str) -> bool:
+        return event_id in self.applied
+
+    def mark_applied(self, event_id: str) -> None:
+        self.applied = [*self.applied, event_id][-APPLIED_KEPT:]
+
+    @property
+    def pending_events(self) -> list[PendingEvent]:
+        return list(self._events)
+
+
+A = TypeVar("A", bound=Aggregate)
+
+
+def outbox_entry(event: CloudEvent, topic: str) -> dict[str, Any]:
+    """How an event waits in the outbox: the exact bytes to publish, so removal matches exactly."""
+    return {"id": event.id, "topic": topic, "key": event.subject, "value": event.to_bytes().decode()}
+
+
+class Repository(Generic[A]):
+    """Loads and saves one kind of aggregate in one collection, with its outbox."""
+
+    kind: ClassVar[str] = "aggregate"
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        model: type[A],
+        *,
+        service: str,
+        locks: Locks,
+        relay: OutboxRelay | None = None,
+    ) -> None:
+        self.collection = collection
+        self.model = model
+        self.source = f"goldenkey/{service}"
+        self.locks = locks
+        self.relay = relay
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def load(self, document: Document) -> A:
+        state = {k: v for k, v in document.items() if k not in STORAGE_FIELDS}
+        return self.model.model_validate(
+            {
+                **state,
+                "id": document["_id"],
+                "version": document.get("version", 0),
+                "seq": document.get("seq", 0),
+                "applied": document.get("applied", []),
+            }
+        )
+
+    async def get(self, aggregate_id: str) -> A | None:
+        document = await self.collection.find_one({"_id": aggregate_id}, {"outbox": 0})
+        return None if document is None else self.load(document)
+
+    async def require(self, aggregate_id: str) -> A:
+        found = await self.get(aggregate_id)
+        if found is None:
+            raise NotFound(f"{self.model.__name__} {aggregate_id} not found")
+        return found
+
+    async def find(self, query: Document, *, sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[A]:
+        cursor = self.collection.find(query, {"outbox": 0}, sort=sort, limit=limit)
+        return [self.load(d) async for d in cursor]
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _drain(self, aggregate: A) -> list[dict[str, Any]]:
+        entries = []
+        for pending in aggregate._events:
+            spec = spec_for(type(pending.data))
+            aggregate.seq += 1
+            if pending.event_id is not None:
+                event_id = pending.event_id
+            elif pending.causation is not None:
+                event_id = derived_event_id(pending.causation.id, spec.type, pending.subject)
+            else:
+                event_id = new_event_id()
+            correlation = pending.correlation_id or (pending.causation.correlationid if pending.causation else None)
+            event = CloudEvent(
+                id=event_id,
+                type=spec.type,
+                source=self.source,
+                time=pending.at,
+                subject=pending.subject,
+                data=pending.data.model_dump(mode="json"),
+                correlationid=correlation,
+                causationid=pending.causation.id if pending.causation else None,
+                sequence=aggregate.seq,
+            )
+            entries.append(outbox_entry(event, spec.topic))
+        return entries
+
+    def _state(self, aggregate: A) -> Document:
+        return aggregate.model_dump(mode="python", exclude={"id", "version"})
+
+    async def add(self, aggregate: A) -> A:
+        """Insert a new aggregate; `AlreadyExists` if its id is taken (a retried create)."""
+        entries = self._drain(aggregate)
+        document = {
+            "_id": aggregate.id,
+            **self._state(aggregate),
+            "version": 1,
+            "outbox": entries,
+            "outbox_n": len(entries),
+        }
+        try:
+            await self.collection.insert_one(document)
+        except DuplicateKeyError as error:
+            aggregate.seq -= len(entries)
+            raise AlreadyExists(f"{self.model.__name__} {aggregate.id} exists already") from error
+        aggregate._events.clear()
+        aggregate.version = 1
+        self._nudge(aggregate.id, entries)
+        return aggregate
+
+    async def save(self, aggregate: A) -> A:
+        """Write the new state and append its events, if nobody saved it since it was loaded."""
+        seq_before = aggregate.seq
+        entries = self._drain(aggregate)
+        update: Document = {"$set": {**self._state(aggregate), "version": aggregate.version + 1}}
+        if entries:
+            update["$push"] = {"outbox": {"$each": entries}}
+            update["$inc"] = {"outbox_n": len(entries)}
+        async with self.locks.writing(self.collection.name, aggregate.id):
+            result = await self.collection.update_one({"_id": aggregate.id, "version": aggregate.version}, update)
+        if result.matched_count == 0:
+            aggregate.seq = seq_before
+            raise ConcurrencyError(f"{self.model.__name__} {aggregate.id} changed since it was loaded")
+        aggregate._events.clear()
+        aggregate.version += 1
+        self._nudge(aggregate.id, entries)
+        return aggregate
+
+    async def update(
+        self,
+        aggregate_id: str,
+        change: Callable[[A], Awaitable[None] | None],
+        *,
+        cause: CloudEvent | None = None,
+        attempts: int = 20,
+    ) -> A:
+        """Load, apply `change`, save; again from a fresh load when someone else saved in between.
+
+        With a `cause` (the event being handled), an aggregate that has applied it already is
+        returned unchanged: a redelivered event changes nothing and emits nothing new.
+        """
+        for _ in range(attempts):
+            aggregate = await self.require(aggregate_id)
+            if cause is not None:
+                if aggregate.has_applied(cause.id):
+                    return aggregate
+                aggregate.mark_applied(cause.id)
+            outcome = change(aggregate)
+            if outcome is not None:
+                await outcome
+            try:
+                return await self.save(aggregate)
+            except ConcurrencyError:
+                continue
+        raise ConcurrencyError(f"{self.model.__name__} {aggregate_id}: too much contention, gave up")
+
+    def _nudge(self, aggregate_id: str, entries: list[dict[str, Any]]) -> None:
+        if entries and self.relay is not None:
+            self.relay.nudge(self.collection.name, aggregate_id)
+
+
+def event_payloads(document: Document) -> list[dict[str, Any]]:
+    """The CloudEvents waiting in a stored document's outbox (for tests and tools)."""
+    return [json.loads(entry["value"]) for entry in document.get("outbox", [])]

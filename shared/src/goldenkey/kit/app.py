@@ -1,0 +1,276 @@
+"""The service kit: settings, database, broker, relay, consumer, auth and metrics wired into one app.
+
+A service builds a `ServiceKit`, asks it for repositories, registers its event handlers on
+`kit.consumer`, declares the events it emits, and calls `kit.app(routers)` for the FastAPI app:
+HTTP served by uvicorn, the FastStream Kafka broker started and stopped in the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.specification import AsyncAPI
+from faststream.specification.asyncapi.site import get_asyncapi_html
+
+from goldenkey.contracts import EventData, dlq_topic, spec_for
+from goldenkey.kit.aggregate import A, AlreadyExists, ConcurrencyError, NotFound, Repository
+from goldenkey.kit.auth import TokenRegistry
+from goldenkey.kit.clock import BusinessCalendar, Clock, SystemClock
+from goldenkey.kit.consumer import EventConsumer
+from goldenkey.kit.errors import DomainError
+from goldenkey.kit.http import IDEMPOTENCY, IdempotencyKeys
+from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
+from goldenkey.kit.locks import Locks, is_ferretdb
+from goldenkey.kit.logs import configure_logging, get_logger
+from goldenkey.kit.metrics import Metrics
+from goldenkey.kit.mongo import UNAVAILABLE, Index, connect, ensure_indexes, ping
+from goldenkey.kit.outbox import OutboxRelay
+from goldenkey.kit.settings import KitSettings
+
+log = get_logger(__name__)
+S = TypeVar("S", bound=KitSettings)
+
+
+class ServiceKit:
+    def __init__(
+        self, settings: KitSettings, *, clock: Clock | None = None, title: str = "", version: str = "0.1.0"
+    ) -> None:
+        self.settings = settings
+        self.service = settings.service
+        self.title = title or f"Golden Key Hall — {self.service}"
+        self.version = version
+        self.clock: Clock = clock or SystemClock()
+        self.calendar = BusinessCalendar.of(settings.timezone, settings.business_hours)
+        self.client = connect(settings.mongodb_url.get_secret_value(), settings.mongodb_timeout_ms)
+        self.db = self.client[settings.database]
+        self.metrics = Metrics(self.service)
+        self.broker = make_broker(
+            settings, middlewares=[KafkaPrometheusMiddleware(registry=self.metrics.registry, app_name=self.service)]
+        )
+        self.publisher = BrokerPublisher(self.broker)
+        self.locks = Locks(self.db, serialize_writes=settings.mongodb_write_locks != "off")
+        self.relay = OutboxRelay(
+            self.db,
+            self.locks,
+            self.publisher,
+            lease_s=settings.relay_lease_s,
+            interval_s=settings.relay_interval_s,
+            batch=settings.relay_batch,
+        )
+        self.consumer = EventConsumer(settings, self.db, self.broker, self.metrics.dlq_messages)
+        self.indexes: list[Index] = [Index(IDEMPOTENCY, [("at", 1)])]
+        self.emitted_topics: set[str] = set()
+        self.tokens = (
+            TokenRegistry.from_file(settings.tokens_file)
+            if settings.tokens_file
+            else TokenRegistry.dev()
+            if settings.dev_tokens
+            else TokenRegistry([])
+        )
+        self._connect_task: asyncio.Task[None] | None = None
+        self.kafka_ready = asyncio.Event()
+        self.metrics.refresh_with(self._refresh_platform_gauges)
+
+    # --- what a service declares -----------------------------------------------------------
+
+    def repository(self, collection: str, model: type[A], indexes: Iterable[Index] = ()) -> Repository[A]:
+        self.relay.watch(collection)
+        self.indexes.append(Index(collection, [("outbox_n", 1)]))
+        self.indexes.extend(indexes)
+        return Repository(self.db[collection], model, service=self.service, locks=self.locks, relay=self.relay)
+
+    def emits(self, *models: type[EventData]) -> None:
+        """Declare the events this service publishes: their topics are created at start and
+        documented in the AsyncAPI document."""
+        for model in models:
+            spec = spec_for(model)
+            self.emitted_topics.add(spec.topic)
+            self.broker.publisher(
+                spec.topic, title=f"{spec.topic}:{spec.type}", description=(model.__doc__ or "").strip(), schema=model
+            )
+
+    # --- the app ---------------------------------------------------------------------------
+
+    def app(self, routers: Sequence[APIRouter] = (), *, description: str = "") -> FastAPI:
+        self.consumer.attach()
+        app = FastAPI(
+            title=self.title,
+            version=self.version,
+            description=description,
+            lifespan=self._lifespan,
+            max_body_size=self.settings.max_body_bytes,
+        )
+        app.state.kit = self
+        app.state.db = self.db
+        app.state.tokens = self.tokens
+        app.add_middleware(IdempotencyKeys)
+        self._install_error_handlers(app)
+        app.include_router(self._platform_router())
+        for router in routers:
+            app.include_router(router)
+        return app
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await ensure_indexes(self.db, self.indexes)
+            if self.settings.mongodb_write_locks == "auto":
+                self.locks.serialize_writes = await is_ferretdb(self.db)
+        except UNAVAILABLE as error:  # start anyway: commands get 503 until the database is back
+            log.error("database unavailable at start; indexes not checked", error=repr(error))
+        self._connect_task = asyncio.create_task(self._connect_kafka(), name="kafka-connect")
+        self.relay.start()
+        log.info("service started", service=self.service)
+        try:
+            yield
+        finally:
+            await self._shutdown()
+
+    async def _connect_kafka(self) -> None:
+        """Connect to Kafka, retrying until it answers: commands are accepted meanwhile (outbox)."""
+        failures = 0
+        topics = {*self.emitted_topics, *self.consumer.topics, dlq_topic(self.service)}
+        while True:
+            try:
+                await ensure_topics(self.settings, topics)
+                await self.broker.start()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures += 1
+                log.warning("kafka not reachable yet", error=repr(error), failures=failures)
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await asyncio.sleep(min(0.5 * 2**failures, 10))
+        self.publisher.running = True
+        self.kafka_ready.set()
+        log.info("kafka connected", topics=sorted(topics))
+
+    async def _shutdown(self) -> None:
+        # SIGTERM (DESIGN §7.6): stop intake, let the message in hand finish, commit, flush the
+        # relay, close; uvicorn has already stopped taking requests.
+        self.consumer.stopping()
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+            await asyncio.gather(self._connect_task, return_exceptions=True)
+        for subscriber in self.broker.subscribers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(subscriber.stop(), self.settings.shutdown_timeout_s / 2)
+        await self.relay.stop(flush_timeout=self.settings.shutdown_timeout_s / 3)
+        self.publisher.running = False
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.broker.stop(), 2)
+        await self.client.close()
+        log.info("service stopped", service=self.service)
+
+    # --- health, metrics, docs -------------------------------------------------------------
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(ping(self.db), 2)
+            checks["mongodb"] = "ok"
+        except Exception as error:
+            checks["mongodb"] = f"unreachable: {type(error).__name__}"
+        kafka_ok = self.kafka_ready.is_set() and await self.broker.ping(timeout=2)
+        checks["kafka"] = "ok" if kafka_ok else "unreachable"
+        if checks["mongodb"] == "ok":
+            with contextlib.suppress(Exception):
+                checks["outbox_pending"] = await asyncio.wait_for(self.relay.pending(), 2)
+        ok = checks["mongodb"] == "ok" and kafka_ok
+        status = "ok" if ok else "unavailable" if checks["mongodb"] != "ok" else "degraded"
+        return ok, {"status": status, "service": self.service, "checks": checks}
+
+    async def _refresh_platform_gauges(self) -> None:
+        self.metrics.outbox_pending.set(await self.relay.pending())
+        consumer = getattr(self.consumer.subscriber, "consumer", None)
+        if consumer is None:
+            return
+        lag: dict[str, int] = {}
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            position = await consumer.position(partition)
+            lag[partition.topic] = lag.get(partition.topic, 0) + max(highwater - position, 0)
+        for topic, value in lag.items():
+            self.metrics.consumer_lag.labels(topic=topic).set(value)
+
+    def asyncapi(self) -> Any:
+        return AsyncAPI(
+            self.broker,
+            title=self.title,
+            version=self.version,
+            description=f"Events the {self.service} service publishes and consumes",
+        ).to_specification()
+
+    def _platform_router(self) -> APIRouter:
+        router = APIRouter(tags=["platform"])
+
+        @router.get("/health/live")
+        async def live() -> dict[str, str]:
+            return {"status": "ok", "service": self.service}
+
+        @router.get("/health/ready")
+        async def ready() -> JSONResponse:
+            ok, body = await self.readiness()
+            return JSONResponse(body, status_code=200 if ok else 503)
+
+        @router.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(await self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+        @router.get("/asyncapi", summary="AsyncAPI document of the events this service publishes and consumes")
+        async def asyncapi() -> JSONResponse:
+            return JSONResponse(self.asyncapi().to_jsonable())
+
+        @router.get("/asyncapi/view", include_in_schema=False)
+        async def asyncapi_view() -> HTMLResponse:
+            return HTMLResponse(get_asyncapi_html(self.asyncapi()))
+
+        return router
+
+    def _install_error_handlers(self, app: FastAPI) -> None:
+        async def unavailable(_: Request, error: Exception) -> JSONResponse:
+            log.warning("database unavailable", error=repr(error))
+            return JSONResponse(
+                {"detail": "database unavailable, try again shortly"}, status_code=503, headers={"Retry-After": "2"}
+            )
+
+        async def domain(_: Request, error: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(error)}, status_code=getattr(error, "status", 409))
+
+        async def not_found(_: Request, error: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(error)}, status_code=404)
+
+        async def contention(_: Request, error: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(error)}, status_code=409)
+
+        for exc in UNAVAILABLE:
+            app.add_exception_handler(exc, unavailable)
+        app.add_exception_handler(DomainError, domain)
+        app.add_exception_handler(NotFound, not_found)
+        app.add_exception_handler(AlreadyExists, contention)
+        app.add_exception_handler(ConcurrencyError, contention)
+
+
+def serve(app: FastAPI, settings: KitSettings) -> None:
+    """Run under uvicorn; SIGTERM drains in-flight requests, then the lifespan shuts down."""
+    configure_logging(settings.service, settings.log_level, settings.log_json)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s / 3)),
+        proxy_headers=False,
+    )

@@ -1,0 +1,155 @@
+"""`Idempotency-Key` replay for creating POSTs (DESIGN §7.8)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+from pymongo.errors import DuplicateKeyError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from goldenkey.contracts.envelope import ID_NAMESPACE
+from goldenkey.kit.auth import token_hash
+from goldenkey.kit.mongo import UNAVAILABLE
+
+IDEMPOTENCY = "idempotency"
+STALE_AFTER = timedelta(seconds=60)
+"""A pending key older than this belongs to a request that died: a retry may take it over."""
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class IdempotencyKeys:
+    """ASGI middleware that replays `Idempotency-Key` POSTs.
+
+    A POST with an `Idempotency-Key` header that succeeded (2xx) is stored with its response; the
+    same key from the same caller on the same path gets that response again, with
+    `Idempotency-Replayed: true`, and the command does not run twice. The same key with a
+    different body is a 422; while the first request is still running, a 409.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope["headers"]}
+        key = headers.get("idempotency-key")
+        if key is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)  # FastAPI's max_body_size has bounded it already
+        if not 1 <= len(key) <= 200:
+            await _send_json(send, 400, {"detail": "Idempotency-Key must be 1 to 200 characters"})
+            return
+        try:
+            await self._idempotent(scope, body, key, headers.get("authorization", ""), send)
+        except UNAVAILABLE:
+            await _send_json(send, 503, {"detail": "database unavailable; retry with the same Idempotency-Key"})
+
+    async def _idempotent(self, scope: Scope, body: bytes, key: str, authorization: str, send: Send) -> None:
+        store = scope["app"].state.db[IDEMPOTENCY]
+        record_id = hashlib.sha256(f"{token_hash(authorization)}|{scope['path']}|{key}".encode()).hexdigest()
+        fingerprint = hashlib.sha256(body).hexdigest()
+        now = datetime.now(UTC)
+        try:
+            await store.insert_one({"_id": record_id, "state": "pending", "request": fingerprint, "at": now})
+        except DuplicateKeyError:
+            found = await store.find_one({"_id": record_id})
+            if found is not None:
+                if found["request"] != fingerprint:
+                    await _send_json(send, 422, {"detail": "this Idempotency-Key was used with a different request"})
+                    return
+                if found["state"] == "done":
+                    await _send_json_raw(send, found)
+                    return
+                if now - found["at"] < STALE_AFTER:
+                    await _send_json(send, 409, {"detail": "a request with this Idempotency-Key is in progress"})
+                    return
+            await store.replace_one(
+                {"_id": record_id}, {"state": "pending", "request": fingerprint, "at": now}, upsert=True
+            )
+
+        scope.setdefault("state", {})["idempotency_key"] = f"{record_id}"
+        captured: dict[str, Any] = {"status": 500, "headers": {}, "body": b""}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = {  # a dict: FerretDB stores no nested arrays
+                    k.decode(): v.decode()
+                    for k, v in message.get("headers", [])
+                    if k.lower() in (b"content-type", b"location")
+                }
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            await send(message)
+
+        try:
+            await self.app(scope, _replay(body), capture)
+        finally:
+            if 200 <= captured["status"] < 300:
+                await store.update_one(
+                    {"_id": record_id},
+                    {
+                        "$set": {
+                            "state": "done",
+                            "status": captured["status"],
+                            "headers": captured["headers"],
+                            "body": captured["body"].decode(errors="replace"),
+                        }
+                    },
+                )
+            else:  # errors write nothing, so a retry may run the command afresh
+                await store.delete_one({"_id": record_id, "state": "pending"})
+
+
+async def _send_json_raw(send: Send, record: dict[str, Any]) -> None:
+    body = record["body"].encode()
+    headers = [(k.encode(), v.encode()) for k, v in record.get("headers", {}).items()]
+    headers += [(b"content-length", str(len(body)).encode()), (b"idempotency-replayed", b"true")]
+    await send({"type": "http.response.start", "status": record["status"], "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def creation_id(request: Request) -> str:
+    """The id for a thing a POST creates: derived from its Idempotency-Key when there is one, so a
+    retry that runs again after a crash finds the first one instead of creating a second."""
+    key = getattr(request.state, "idempotency_key", None)
+    return str(uuid.uuid5(ID_NAMESPACE, key)) if key else str(uuid.uuid4())

@@ -1,0 +1,173 @@
+"""The outbox relay: publishes the events waiting in aggregate documents, in order, then removes them.
+
+Safe with several instances: a relay leases a document (`goldenkey.kit.locks`) before publishing
+its outbox, so one document's events (one subject's, in practice) are only ever published by one
+relay at a time, in the order they were recorded. A crash before the removal republishes them: at-least-once,
+with the same event ids, which consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from goldenkey.contracts import CONTENT_TYPE
+from goldenkey.kit.locks import Locks
+from goldenkey.kit.logs import get_logger
+from goldenkey.kit.mongo import Document
+
+log = get_logger(__name__)
+
+
+class Publisher(Protocol):
+    async def publish_batch(self, records: list[tuple[str, bytes, bytes, dict[str, str]]]) -> None:
+        """Publish (topic, key, value, headers) records, in order; return when all are acknowledged."""
+        ...
+
+    def connected(self) -> bool: ...
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        locks: Locks,
+        publisher: Publisher,
+        collections: Iterable[str] = (),
+        *,
+        lease_s: float = 30.0,
+        interval_s: float = 0.5,
+        batch: int = 100,
+        workers: int = 4,
+    ) -> None:
+        self.db = db
+        self.locks = locks
+        self.publisher = publisher
+        self.collections: list[str] = list(collections)
+        self.lease = timedelta(seconds=lease_s)
+        self.interval_s = interval_s
+        self.batch = batch
+        self.workers = workers
+        self._nudged: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.published_total = 0
+
+    def watch(self, collection: str) -> None:
+        if collection not in self.collections:
+            self.collections.append(collection)
+
+    def nudge(self, collection: str, aggregate_id: str) -> None:
+        """A command just saved events on this document: publish them now rather than at the next sweep."""
+        if not self._stopping:
+            self._nudged.put_nowait((collection, aggregate_id))
+
+    # --- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping = False
+        self._tasks = [asyncio.create_task(self._sweeper(), name="outbox-sweeper")]
+        self._tasks += [asyncio.create_task(self._worker(), name=f"outbox-worker-{i}") for i in range(self.workers)]
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        """Stop taking new work, then publish what is pending for up to `flush_timeout` seconds."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self.publisher.connected():
+            try:
+                await asyncio.wait_for(self.drain(), flush_timeout)
+            except Exception as error:  # what is left is published by the next start
+                log.warning("outbox not fully flushed at shutdown", error=repr(error))
+
+    async def _worker(self) -> None:
+        while True:
+            collection, aggregate_id = await self._nudged.get()
+            try:
+                await self._relay_document(collection, {"_id": aggregate_id})
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the sweeper will pick it up
+                log.warning("outbox publish failed; will retry", error=repr(error))
+                self._wake.set()
+
+    async def _sweeper(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval_s * (2 ** min(failures, 5)))
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.drain()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures += 1
+                log.warning("outbox sweep failed; backing off", error=repr(error), failures=failures)
+
+    async def drain(self) -> int:
+        """Publish everything pending in every watched collection; the number of events published."""
+        published = 0
+        if not self.publisher.connected():
+            return 0
+        for collection in self.collections:
+            while (n := await self._relay_document(collection, {})) is not None:
+                published += n
+        return published
+
+    # --- one document ----------------------------------------------------------------------
+
+    async def _relay_document(self, collection: str, query: Document) -> int | None:
+        """Lease one document with pending events matching `query`, publish them, remove them.
+
+        Returns how many were published, or None when no such document could be leased.
+        """
+        candidates = self.db[collection].find({**query, "outbox_n": {"$gt": 0}}, {"_id": 1}, limit=self.batch)
+        async for candidate in candidates:
+            lease_key = f"relay/{collection}/{candidate['_id']}"
+            lease = await self.locks.try_acquire(lease_key, self.lease)
+            if lease is None:  # another relay is publishing this one
+                continue
+            try:
+                return await self._publish_leased(collection, candidate["_id"])
+            finally:
+                await self.locks.release(lease_key, lease)
+        return None
+
+    async def _publish_leased(self, collection: str, aggregate_id: Any) -> int:
+        document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox": 1})
+        entries: list[dict[str, Any]] = (document or {}).get("outbox", [])[: self.batch]
+        if not entries:  # the count says pending but nothing is: mend the count
+            async with self.locks.writing(collection, aggregate_id):
+                await self.db[collection].update_one({"_id": aggregate_id, "outbox": []}, {"$set": {"outbox_n": 0}})
+            return 0
+        await self.publisher.publish_batch(
+            [(e["topic"], e["key"].encode(), e["value"].encode(), {"content-type": CONTENT_TYPE}) for e in entries]
+        )
+        async with self.locks.writing(collection, aggregate_id):
+            await self.db[collection].update_one(
+                {"_id": aggregate_id}, {"$pullAll": {"outbox": entries}, "$inc": {"outbox_n": -len(entries)}}
+            )
+        self.published_total += len(entries)
+        return len(entries)
+
+    async def pending(self) -> int:
+        """Events waiting in all watched collections (for the `goldenkey_outbox_pending` gauge)."""
+        total = 0
+        for collection in self.collections:
+            cursor = await self.db[collection].aggregate(
+                [{"$match": {"outbox_n": {"$gt": 0}}}, {"$group": {"_id": None, "n": {"$sum": "$outbox_n"}}}]
+            )
+            async for row in cursor:
+                total += int(row["n"])
+        return total

@@ -1,0 +1,181 @@
+"""The HTTP side of the kit, over real connections: auth, Idempotency-Key, limits, health, docs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import RunningApp, TopicReader, free_port, wait_for
+from tests.widgets import build, new_contract, settings_for
+
+pytestmark = pytest.mark.integration
+KIOSK = {"Authorization": "Bearer dev-kiosk"}
+WINDOW = {"Authorization": "Bearer dev-window"}
+
+
+@pytest.fixture
+async def widgets(infra: Any) -> Any:
+    contract = new_contract()
+    kit, app = build(settings_for(infra), contract)
+    async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+        yield kit, contract, client
+
+
+async def test_no_token_is_401_an_unknown_token_is_401_and_the_wrong_role_is_403(widgets: Any) -> None:
+    kit, _, client = widgets
+    missing = await client.post("/widgets", json={"colour": "red"})
+    unknown = await client.post("/widgets", json={"colour": "red"}, headers={"Authorization": "Bearer guess"})
+    wrong_role = await client.post("/widgets", json={"colour": "red"}, headers=WINDOW)
+    assert missing.status_code == 401
+    assert "bearer" in missing.json()["detail"].lower()
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert unknown.status_code == 401
+    assert wrong_role.status_code == 403
+    assert "kiosk" in wrong_role.json()["detail"]
+    assert await kit.db["widgets"].count_documents({}) == 0
+    allowed = await client.post("/widgets", json={"colour": "red"}, headers=KIOSK)
+    admin = await client.post("/widgets", json={"colour": "red"}, headers={"Authorization": "Bearer dev-admin"})
+    assert (allowed.status_code, admin.status_code) == (201, 201)
+
+
+async def test_a_retried_idempotency_key_post_gets_the_first_answer_and_creates_one_thing(widgets: Any) -> None:
+    kit, contract, client = widgets
+    headers = {**KIOSK, "Idempotency-Key": "kiosk-7-req-42"}
+    async with TopicReader(kit.settings.kafka_bootstrap, contract.widgets_topic) as reader:
+        first = await client.post("/widgets", json={"colour": "green"}, headers=headers)
+        again = await client.post("/widgets", json={"colour": "green"}, headers=headers)
+        other = await client.post("/widgets", json={"colour": "blue"}, headers=headers)
+        fresh = await client.post("/widgets", json={"colour": "green"}, headers={**KIOSK, "Idempotency-Key": "k2"})
+        await reader.wait_events(2)
+        await asyncio.sleep(0.5)
+        events = reader.events()
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotency-replayed"] == "true"
+    assert other.status_code == 422
+    assert fresh.json()["widget_id"] != first.json()["widget_id"]
+    assert await kit.db["widgets"].count_documents({}) == 2
+    assert len(events) == 2
+
+
+async def test_bad_input_is_a_clear_4xx_and_writes_nothing(widgets: Any) -> None:
+    kit, _, client = widgets
+    bad_enum = await client.post("/widgets", json={"colour": "purple"}, headers=KIOSK)
+    too_long = await client.post("/widgets", json={"colour": "red", "label": "x" * 41}, headers=KIOSK)
+    not_json = await client.post("/widgets", content=b"{", headers={**KIOSK, "content-type": "application/json"})
+    huge = await client.post("/widgets", json={"colour": "red", "label": "x" * 100_000}, headers=KIOSK)
+    missing = await client.post("/widgets/nope/paint", json={"colour": "red"}, headers=WINDOW)
+    assert bad_enum.status_code == 422
+    assert "colour" in bad_enum.text
+    assert too_long.status_code == 422
+    assert not_json.status_code == 422
+    assert huge.status_code == 413
+    assert missing.status_code == 404
+    assert await kit.db["widgets"].count_documents({}) == 0
+    assert await kit.db["idempotency"].count_documents({}) == 0
+
+
+async def test_a_rule_that_says_no_is_a_409_naming_the_state(widgets: Any) -> None:
+    _, _, client = widgets
+    made = (await client.post("/widgets", json={"colour": "red"}, headers=KIOSK)).json()
+    same = await client.post(f"/widgets/{made['widget_id']}/paint", json={"colour": "red"}, headers=WINDOW)
+    assert same.status_code == 409
+    assert "red already" in same.json()["detail"]
+
+
+async def test_health_metrics_and_documents_are_served(widgets: Any) -> None:
+    kit, contract, client = widgets
+    await wait_for(kit.kafka_ready.is_set)
+    live = await client.get("/health/live")
+    ready = await client.get("/health/ready")
+    metrics = await client.get("/metrics")
+    asyncapi = await client.get("/asyncapi")
+    docs = await client.get("/docs")
+    openapi = await client.get("/openapi.json")
+    assert live.json()["status"] == "ok"
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["mongodb"] == "ok"
+    assert ready.json()["checks"]["kafka"] == "ok"
+    assert "goldenkey_outbox_pending" in metrics.text
+    assert "goldenkey_dlq_messages_total" in metrics.text
+    assert asyncapi.status_code == 200
+    channels = str(asyncapi.json()["channels"])
+    assert contract.widgets_topic in channels
+    assert contract.requests_topic in channels
+    assert docs.status_code == 200
+    assert "/widgets" in openapi.json()["paths"]
+
+
+async def test_readiness_turns_503_when_the_database_stops_and_200_when_it_is_back(infra: Any) -> None:
+    if infra.stack is None:
+        pytest.skip("needs the throwaway native stack, to stop its database")
+    contract = new_contract()
+    kit, app = build(settings_for(infra), contract)
+    ferretdb = infra.stack.ferretdb()
+    async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=15) as client:
+        await wait_for(kit.kafka_ready.is_set)
+        assert (await client.get("/health/ready")).status_code == 200
+        ferretdb.stop()
+        try:
+            down = await client.get("/health/ready")
+            command = await client.post("/widgets", json={"colour": "red"}, headers=KIOSK)
+            assert down.status_code == 503
+            assert down.json()["checks"]["mongodb"].startswith("unreachable")
+            assert down.json()["status"] == "unavailable"
+            assert command.status_code == 503
+            assert (await client.get("/health/live")).status_code == 200
+        finally:
+            ferretdb.start()
+        back = await wait_for(lambda: _ready(client), 30)
+        assert back.json()["checks"]["mongodb"] == "ok"
+        assert (await client.post("/widgets", json={"colour": "red"}, headers=KIOSK)).status_code == 201
+
+
+async def _ready(client: httpx.AsyncClient) -> httpx.Response | None:
+    response = await client.get("/health/ready")
+    return response if response.status_code == 200 else None
+
+
+def test_a_service_stops_within_ten_seconds_of_sigterm(infra: Any) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "GOLDENKEY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        "GOLDENKEY_MONGODB_URL": infra.mongodb_url,
+        "GOLDENKEY_MONGODB_DATABASE": f"goldenkey_sigterm_{port}",
+        "GOLDENKEY_HTTP_PORT": str(port),
+    }
+    service = subprocess.Popen([sys.executable, "-m", "goldenkey.queue"], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("the queue service did not become ready")
+        started = time.monotonic()
+        service.send_signal(signal.SIGTERM)
+        code = service.wait(timeout=15)
+        took = time.monotonic() - started
+    finally:
+        if service.poll() is None:
+            service.kill()
+        logs = service.stderr.read().decode() if service.stderr else ""
+    # uvicorn re-raises the signal once shut down, so the exit status says "ended by SIGTERM".
+    assert code in (0, -signal.SIGTERM), logs[-2000:]
+    assert took < 10, f"took {took:.1f}s to stop"
+    assert "Application shutdown complete" in logs
+    assert "service stopped" in logs
+    assert "Traceback" not in logs

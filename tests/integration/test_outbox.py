@@ -1,0 +1,141 @@
+"""The outbox and its relay, over real Kafka and FerretDB (DESIGN §7.1, §7.7)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from goldenkey.kit import Repository, ServiceKit
+from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
+from goldenkey.kit.outbox import OutboxRelay
+from tests.support import TopicReader, wait_for
+from tests.widgets import Widget, new_contract, settings_for
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+class CrashAfterPublish:
+    """A publisher that publishes, then dies before the relay can remove what it published."""
+
+    def __init__(self, inner: BrokerPublisher) -> None:
+        self.inner = inner
+
+    def connected(self) -> bool:
+        return True
+
+    async def publish_batch(self, records: list[Any]) -> None:
+        await self.inner.publish_batch(records)
+        raise asyncio.CancelledError("process killed")
+
+
+async def started_publisher(settings: Any, topics: list[str]) -> BrokerPublisher:
+    await ensure_topics(settings, topics)
+    broker = make_broker(settings)
+    await broker.start()
+    publisher = BrokerPublisher(broker)
+    publisher.running = True
+    return publisher
+
+
+async def test_events_saved_before_a_crash_are_published_once_on_restart(infra: Any) -> None:
+    contract = new_contract()
+    settings = settings_for(infra)
+    kit = ServiceKit(settings)
+    # The "crashed" process: state and events written in one document, never published.
+    widgets: Repository[Widget] = Repository(
+        kit.db["widgets"], Widget, service=settings.service, locks=kit.locks, relay=None
+    )
+    for n in range(20):
+        widget = Widget(id=f"w{n}", colour="red")
+        widget.record(contract.WidgetMade(widget_id=widget.id, colour="red"), at=NOW)
+        await widgets.add(widget)
+        widget.colour = "blue"
+        widget.record(contract.WidgetPainted(widget_id=widget.id, colour="blue"), at=NOW)
+        await widgets.save(widget)
+    assert await kit.db["widgets"].count_documents({"outbox_n": 2}) == 20
+
+    # The restarted process: its relay finds and publishes them.
+    publisher = await started_publisher(settings, [contract.widgets_topic])
+    relay = OutboxRelay(kit.db, kit.locks, publisher, ["widgets"])
+    async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
+        assert await relay.drain() == 40
+        events = await reader.wait_events(40)
+        await asyncio.sleep(0.5)  # nothing more may arrive
+        ids = [e["id"] for e in reader.events()]
+    assert len(ids) == len(set(ids)) == 40
+    assert await relay.pending() == 0
+    assert await kit.db["widgets"].count_documents({"outbox_n": {"$gt": 0}}) == 0
+    first = next(e for e in events if e["subject"] == "w3")
+    assert first["type"] == contract.WidgetMade.__event_type__  # type: ignore[attr-defined]
+    assert first["source"] == f"goldenkey/{settings.service}"
+    assert [e["sequence"] for e in events if e["subject"] == "w3"] == [1, 2]
+    await publisher.broker.stop()
+
+
+async def test_a_relay_killed_after_publishing_republishes_the_same_ids_and_loses_none(infra: Any) -> None:
+    contract = new_contract()
+    settings = settings_for(infra)
+    kit = ServiceKit(settings)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, service=settings.service, locks=kit.locks)
+    for n in range(5):
+        widget = Widget(id=f"w{n}", colour="green")
+        widget.record(contract.WidgetMade(widget_id=widget.id, colour="green"), at=NOW)
+        await widgets.add(widget)
+    publisher = await started_publisher(settings, [contract.widgets_topic])
+    async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
+        dying = OutboxRelay(kit.db, kit.locks, CrashAfterPublish(publisher), ["widgets"], lease_s=0.2)
+        with pytest.raises(asyncio.CancelledError):
+            await dying.drain()
+        await reader.wait_events(1)
+        await asyncio.sleep(0.3)  # the dead relay's lease runs out
+        survivor = OutboxRelay(kit.db, kit.locks, publisher, ["widgets"])
+        assert await survivor.drain() == 5
+        await reader.wait_events(6)
+        await asyncio.sleep(0.3)
+        ids = [e["id"] for e in reader.events()]
+    assert len(set(ids)) == 5, "every event is on the topic"
+    assert len(ids) == 6, "the one published before the crash came again, with the same id"
+    await publisher.broker.stop()
+
+
+async def test_two_relays_at_once_keep_each_subjects_events_in_order(infra: Any) -> None:
+    contract = new_contract()
+    settings = settings_for(infra)
+    kit = ServiceKit(settings)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, service=settings.service, locks=kit.locks)
+    publishers = [await started_publisher(settings, [contract.widgets_topic]) for _ in range(2)]
+    relays = [OutboxRelay(kit.db, kit.locks, p, ["widgets"], interval_s=0.01, workers=2) for p in publishers]
+    subjects, coats = 12, 15
+    async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
+        for relay in relays:
+            relay.start()
+
+        async def keep_painting(n: int) -> None:
+            widget = Widget(id=f"w{n}", colour="red")
+            widget.record(contract.WidgetMade(widget_id=widget.id, colour="red"), at=NOW)
+            await widgets.add(widget)
+            for coat in range(coats):
+                colour = "blue" if coat % 2 == 0 else "red"
+                widget.colour = colour
+                widget.record(contract.WidgetPainted(widget_id=widget.id, colour=colour), at=NOW)
+                await widgets.save(widget)
+
+        await asyncio.gather(*(keep_painting(n) for n in range(subjects)))
+        total = subjects * (coats + 1)
+        await wait_for(lambda: len({e["id"] for e in reader.events()}) == total, 60)
+        for relay in relays:
+            await relay.stop()
+        sequences: dict[str, list[int]] = defaultdict(list)
+        for e in reader.events():
+            sequences[e["subject"]].append(e["sequence"])
+    assert len(sequences) == subjects
+    for subject, seen in sequences.items():
+        assert seen == sorted(seen), f"{subject} published out of order: {seen}"
+        assert set(seen) == set(range(1, coats + 2))
+    for publisher in publishers:
+        await publisher.broker.stop()
