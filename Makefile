@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SERVICES := queue concierge parking feedback
 STAMP := $(VENV)/.installed
-PY_SOURCES := shared/src services tests bench deploy
+PY_SOURCES := $(wildcard shared/src services tests bench deploy)
 
 .PHONY: all venv tools stack up down status lint format typecheck test test-unit test-integration test-e2e schemas bench clean
 
