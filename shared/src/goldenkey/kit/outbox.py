@@ -77,9 +77,12 @@ class OutboxRelay:
     async def stop(self, flush_timeout: float = 5.0) -> None:
         """Stop taking new work, then publish what is pending for up to `flush_timeout` seconds."""
         self._stopping = True
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The loops also check _stopping: on Python 3.11 a cancel that lands as wait_for's inner
+        # wait completes can be swallowed, and the task would run on.
+        await asyncio.wait(self._tasks, timeout=flush_timeout)
         self._tasks = []
         if self.publisher.connected():
             try:
@@ -88,7 +91,7 @@ class OutboxRelay:
                 log.warning("outbox not fully flushed at shutdown", error=repr(error))
 
     async def _worker(self) -> None:
-        while True:
+        while not self._stopping:
             collection, aggregate_id = await self._nudged.get()
             try:
                 await self._relay_document(collection, {"_id": aggregate_id})
@@ -100,12 +103,14 @@ class OutboxRelay:
 
     async def _sweeper(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval_s * (2 ** min(failures, 5)))
             except TimeoutError:
                 pass
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.drain()
                 failures = 0
@@ -121,7 +126,7 @@ class OutboxRelay:
         if not self.publisher.connected():
             return 0
         for collection in self.collections:
-            while (n := await self._relay_document(collection, {})) is not None:
+            while n := await self._relay_document(collection, {}):  # None: nothing left; 0: mended
                 published += n
         return published
 
