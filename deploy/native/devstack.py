@@ -338,16 +338,19 @@ class Stack:
         """The FerretDB part, to stop and start it again (tests of database outages)."""
         return self._ferretdb(self.root / "run", self.root / "logs")
 
-    def service_parts(self) -> list[Part]:
-        """The four services, as `make up` runs them: the caller's GOLDENKEY_* variables win."""
+    def service_parts(self, ports: dict[str, int] | None = None, env: dict[str, str] | None = None) -> list[Part]:
+        """The four services, as `make up` runs them: the caller's GOLDENKEY_* variables win, then `env`."""
         run, logs = self.root / "run", self.root / "logs"
+        for folder in (run, logs):
+            folder.mkdir(parents=True, exist_ok=True)
         parts = []
-        for name, port in SERVICE_PORTS.items():
+        for name, port in (ports or SERVICE_PORTS).items():
             env = {
                 "GOLDENKEY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GOLDENKEY_MONGODB_URL": self.mongodb_url,
                 "GOLDENKEY_TOKENS_FILE": str(REPO / "deploy" / "dev-tokens.json"),
                 **{k: v for k, v in os.environ.items() if k.startswith("GOLDENKEY_")},
+                **(env or {}),
                 "GOLDENKEY_HTTP_PORT": str(port),
             }
             parts.append(

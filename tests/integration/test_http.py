@@ -179,3 +179,18 @@ def test_a_service_stops_within_ten_seconds_of_sigterm(infra: Any) -> None:
     assert "Application shutdown complete" in logs
     assert "service stopped" in logs
     assert "Traceback" not in logs
+
+
+async def test_with_kafka_down_commands_are_accepted_and_readiness_says_degraded(infra: Any) -> None:
+    contract = new_contract()
+    settings = settings_for(infra, kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens there
+    kit, app = build(settings, contract)
+    async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=15) as client:
+        made = await client.post("/widgets", json={"colour": "red"}, headers=KIOSK)
+        ready = await client.get("/health/ready")
+        pending = await kit.relay.pending()
+    assert made.status_code == 201
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["checks"] == {"mongodb": "ok", "kafka": "unreachable", "outbox_pending": 1}
+    assert pending == 1, "the event waits in the outbox for Kafka to come back"

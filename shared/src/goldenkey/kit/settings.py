@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from goldenkey.kit.clock import BusinessHours
 
@@ -37,7 +37,7 @@ class KitSettings(BaseSettings):
     """Serialize writes per document with a lock; `auto` turns it on for FerretDB (see kit.locks)."""
 
     timezone: str = "Asia/Shanghai"
-    business_hours: BusinessHours = BusinessHours.parse("Mon-Fri 09:00-17:00")
+    business_hours: Annotated[BusinessHours, NoDecode] = BusinessHours.parse("Mon-Fri 09:00-17:00")
 
     tokens_file: Path | None = None
     """JSON list of {"sha256", "role", "name"}; without it only the dev tokens work, and only
