@@ -133,3 +133,4 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_good_one
     assert kinds == ["malformed", "schema_violation", "unknown_type"]
     assert f'goldenkey_dlq_messages_total{{service="{settings.service}"}} 3.0' in metrics.decode()
     assert "faststream_received_messages_total" in metrics.decode(), "FastStream's own middleware metrics"
+    assert f'goldenkey_consumer_lag{{topic="{contract.requests_topic}"}} 0.0' in metrics.decode()

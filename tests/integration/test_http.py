@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -194,3 +195,30 @@ async def test_with_kafka_down_commands_are_accepted_and_readiness_says_degraded
     assert ready.json()["status"] == "degraded"
     assert ready.json()["checks"] == {"mongodb": "ok", "kafka": "unreachable", "outbox_pending": 1}
     assert pending == 1, "the event waits in the outbox for Kafka to come back"
+
+
+async def test_requests_are_counted_by_route_template_and_carry_a_correlation_id(widgets: Any) -> None:
+    _, _, client = widgets
+    made = await client.post("/widgets", json={"colour": "red"}, headers={**KIOSK, "X-Correlation-ID": "visit-42"})
+    await client.post(f"/widgets/{made.json()['widget_id']}/paint", json={"colour": "blue"}, headers=WINDOW)
+    fresh = await client.get("/health/live")
+    metrics = (await client.get("/metrics")).text
+    assert made.headers["x-correlation-id"] == "visit-42"
+    assert len(fresh.headers["x-correlation-id"]) == 32
+    assert 'goldenkey_http_requests_total{method="POST",route="/widgets",status="201"} 1.0' in metrics
+    assert 'route="/widgets/{widget_id}/paint",status="200"' in metrics
+    assert made.json()["widget_id"] not in metrics, "ids never become label values"
+
+
+async def test_housekeeping_forgets_old_inbox_entries_answers_and_expired_locks(infra: Any) -> None:
+    kit, _ = build(settings_for(infra, retention_days=7), new_contract())
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=8), now - timedelta(days=1)
+    await kit.db["inbox"].insert_many([{"_id": "old", "handled_at": old}, {"_id": "new", "handled_at": recent}])
+    await kit.db["idempotency"].insert_many([{"_id": "old", "at": old}, {"_id": "new", "at": recent}])
+    stale, held = now - timedelta(hours=2), now
+    await kit.db["locks"].insert_many([{"_id": "stale", "until": stale}, {"_id": "held", "until": held}])
+    assert await kit.prune(now) == {"inbox": 1, "idempotency": 1, "locks": 1}
+    assert [d["_id"] async for d in kit.db["inbox"].find()] == ["new"]
+    assert [d["_id"] async for d in kit.db["idempotency"].find()] == ["new"]
+    assert [d["_id"] async for d in kit.db["locks"].find()] == ["held"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import uvicorn
@@ -23,13 +24,13 @@ from goldenkey.contracts import EventData, dlq_topic, spec_for
 from goldenkey.kit.aggregate import A, AlreadyExists, ConcurrencyError, NotFound, Repository
 from goldenkey.kit.auth import TokenRegistry
 from goldenkey.kit.clock import BusinessCalendar, Clock, SystemClock
-from goldenkey.kit.consumer import EventConsumer
+from goldenkey.kit.consumer import INBOX, EventConsumer
 from goldenkey.kit.errors import DomainError
-from goldenkey.kit.http import IDEMPOTENCY, IdempotencyKeys
+from goldenkey.kit.http import IDEMPOTENCY, CorrelationIds, IdempotencyKeys
 from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
-from goldenkey.kit.locks import Locks, is_ferretdb
+from goldenkey.kit.locks import LOCKS, Locks, is_ferretdb
 from goldenkey.kit.logs import configure_logging, get_logger
-from goldenkey.kit.metrics import Metrics
+from goldenkey.kit.metrics import Metrics, RequestMetrics
 from goldenkey.kit.mongo import UNAVAILABLE, Index, connect, ensure_indexes, ping
 from goldenkey.kit.outbox import OutboxRelay
 from goldenkey.kit.settings import KitSettings
@@ -65,7 +66,11 @@ class ServiceKit:
             batch=settings.relay_batch,
         )
         self.consumer = EventConsumer(settings, self.db, self.broker, self.metrics.dlq_messages)
-        self.indexes: list[Index] = [Index(IDEMPOTENCY, [("at", 1)])]
+        self.indexes: list[Index] = [
+            Index(IDEMPOTENCY, [("at", 1)]),
+            Index(INBOX, [("handled_at", 1)]),
+            Index(LOCKS, [("until", 1)]),
+        ]
         self.emitted_topics: set[str] = set()
         self.tokens = (
             TokenRegistry.from_file(settings.tokens_file)
@@ -75,6 +80,7 @@ class ServiceKit:
             else TokenRegistry([])
         )
         self._connect_task: asyncio.Task[None] | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
         self.kafka_ready = asyncio.Event()
         self.metrics.refresh_with(self._refresh_platform_gauges)
 
@@ -111,6 +117,8 @@ class ServiceKit:
         app.state.db = self.db
         app.state.tokens = self.tokens
         app.add_middleware(IdempotencyKeys)
+        app.add_middleware(CorrelationIds)
+        app.add_middleware(RequestMetrics, metrics=self.metrics)
         self._install_error_handlers(app)
         app.include_router(self._platform_router())
         for router in routers:
@@ -126,6 +134,7 @@ class ServiceKit:
         except UNAVAILABLE as error:  # start anyway: commands get 503 until the database is back
             log.error("database unavailable at start; indexes not checked", error=repr(error))
         self._connect_task = asyncio.create_task(self._connect_kafka(), name="kafka-connect")
+        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
         self.relay.start()
         log.info("service started", service=self.service)
         try:
@@ -154,13 +163,32 @@ class ServiceKit:
         self.kafka_ready.set()
         log.info("kafka connected", topics=sorted(topics))
 
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                await self.prune(datetime.now(UTC))
+            except Exception as error:
+                log.warning("housekeeping failed", error=repr(error))
+            await asyncio.sleep(3600)
+
+    async def prune(self, now: datetime) -> dict[str, int]:
+        """Forget handled-event ids and Idempotency-Key answers past retention, and expired locks.
+
+        (No TTL indexes: FerretDB has none, DESIGN §6.)"""
+        cutoff = now - timedelta(days=self.settings.retention_days)
+        inbox = await self.db[INBOX].delete_many({"handled_at": {"$lt": cutoff}})
+        answers = await self.db[IDEMPOTENCY].delete_many({"at": {"$lt": cutoff}})
+        locks = await self.db[LOCKS].delete_many({"until": {"$lt": now - timedelta(hours=1)}})
+        return {"inbox": inbox.deleted_count, "idempotency": answers.deleted_count, "locks": locks.deleted_count}
+
     async def _shutdown(self) -> None:
         # SIGTERM (DESIGN §7.6): stop intake, let the message in hand finish, commit, flush the
         # relay, close; uvicorn has already stopped taking requests.
         self.consumer.stopping()
-        if self._connect_task is not None and not self._connect_task.done():
-            self._connect_task.cancel()
-            await asyncio.gather(self._connect_task, return_exceptions=True)
+        for task in (self._connect_task, self._housekeeping_task):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for subscriber in self.broker.subscribers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(subscriber.stop(), self.settings.shutdown_timeout_s / 2)

@@ -1,4 +1,5 @@
-"""`Idempotency-Key` replay for creating POSTs (DESIGN §7.8)."""
+"""HTTP middleware of the kit: `Idempotency-Key` replay for creating POSTs (DESIGN §7.8) and the
+correlation id of a request."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from goldenkey.contracts.envelope import ID_NAMESPACE
 from goldenkey.kit.auth import token_hash
+from goldenkey.kit.logs import correlation_id
 from goldenkey.kit.mongo import UNAVAILABLE
 
 IDEMPOTENCY = "idempotency"
@@ -153,3 +155,31 @@ def creation_id(request: Request) -> str:
     retry that runs again after a crash finds the first one instead of creating a second."""
     key = getattr(request.state, "idempotency_key", None)
     return str(uuid.uuid5(ID_NAMESPACE, key)) if key else str(uuid.uuid4())
+
+
+class CorrelationIds:
+    """Binds `X-Correlation-ID` (a visit or case id a device sends, or a fresh one) to the logs of the
+    request, and echoes it in the response."""
+
+    header = b"x-correlation-id"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(self.header, b"").decode(errors="replace")[:200]
+        value = sent or uuid.uuid4().hex
+
+        async def echo(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (self.header, value.encode())]
+            await send(message)
+
+        token = correlation_id.set(value)
+        try:
+            await self.app(scope, receive, echo)
+        finally:
+            correlation_id.reset(token)

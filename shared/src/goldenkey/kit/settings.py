@@ -57,6 +57,8 @@ class KitSettings(BaseSettings):
     consumer_backoff_max_s: float = Field(default=5.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     shutdown_timeout_s: float = Field(default=8.0, gt=0)
+    retention_days: float = Field(default=7.0, gt=0)
+    """How long handled-event ids (inbox) and Idempotency-Key answers are kept."""
 
     @model_validator(mode="after")
     def _default_database(self) -> KitSettings:
