@@ -47,9 +47,7 @@ async def test_events_saved_before_a_crash_are_published_once_on_restart(infra: 
     settings = settings_for(infra)
     kit = ServiceKit(settings)
     # The "crashed" process: state and events written in one document, never published.
-    widgets: Repository[Widget] = Repository(
-        kit.db["widgets"], Widget, service=settings.service, locks=kit.locks, relay=None
-    )
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks, relay=None)
     for n in range(20):
         widget = Widget(id=f"w{n}", colour="red")
         widget.record(contract.WidgetMade(widget_id=widget.id, colour="red"), at=NOW)
@@ -72,7 +70,7 @@ async def test_events_saved_before_a_crash_are_published_once_on_restart(infra: 
     assert await kit.db["widgets"].count_documents({"outbox_n": {"$gt": 0}}) == 0
     first = next(e for e in events if e["subject"] == "w3")
     assert first["type"] == contract.WidgetMade.__event_type__  # type: ignore[attr-defined]
-    assert first["source"] == f"goldenkey/{settings.service}"
+    assert first["source"] == "goldenkey/kittest"
     assert [e["sequence"] for e in events if e["subject"] == "w3"] == [1, 2]
     await publisher.broker.stop()
 
@@ -81,7 +79,7 @@ async def test_a_relay_killed_after_publishing_republishes_the_same_ids_and_lose
     contract = new_contract()
     settings = settings_for(infra)
     kit = ServiceKit(settings)
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, service=settings.service, locks=kit.locks)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks)
     for n in range(5):
         widget = Widget(id=f"w{n}", colour="green")
         widget.record(contract.WidgetMade(widget_id=widget.id, colour="green"), at=NOW)
@@ -107,7 +105,7 @@ async def test_two_relays_at_once_keep_each_subjects_events_in_order(infra: Any)
     contract = new_contract()
     settings = settings_for(infra)
     kit = ServiceKit(settings)
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, service=settings.service, locks=kit.locks)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks)
     publishers = [await started_publisher(settings, [contract.widgets_topic]) for _ in range(2)]
     relays = [OutboxRelay(kit.db, kit.locks, p, ["widgets"], interval_s=0.01, workers=2) for p in publishers]
     subjects, coats = 12, 15

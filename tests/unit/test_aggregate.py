@@ -22,7 +22,7 @@ class NoCollection:
 
 
 def repository() -> Repository[Ticket]:
-    return Repository(NoCollection(), Ticket, service="queue", locks=Locks(None, serialize_writes=False))  # type: ignore[arg-type]
+    return Repository(NoCollection(), Ticket, locks=Locks(None, serialize_writes=False))  # type: ignore[arg-type]
 
 
 def issued(ticket_id: str) -> TicketIssued:

@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from goldenkey.contracts import CloudEvent, EventData, derived_event_id, spec_for
-from goldenkey.contracts.envelope import new_event_id
+from goldenkey.contracts import CloudEvent, EventData, envelope_for, spec_for
 
 if TYPE_CHECKING:
     from goldenkey.kit.locks import Locks
@@ -45,7 +44,6 @@ class NotFound(LookupError):
 class PendingEvent:
     data: EventData
     at: datetime
-    subject: str
     causation: CloudEvent | None
     correlation_id: str | None
     event_id: str | None
@@ -69,13 +67,17 @@ class Aggregate(BaseModel):
         data: EventData,
         *,
         at: datetime,
-        subject: str | None = None,
         causation: CloudEvent | None = None,
         correlation_id: str | None = None,
         event_id: str | None = None,
     ) -> None:
-        """Raise an event; it is saved with the aggregate and published by the relay."""
-        self._events.append(PendingEvent(data, at, subject or self.id, causation, correlation_id, event_id))
+        """Raise an event; it is saved with the aggregate and published by the relay.
+
+        Its subject (and Kafka key) is the payload's key field, as the contract says; with a
+        `causation` (the event being handled) its id is derived from the cause's, and it inherits
+        the cause's correlation id unless `correlation_id` is given.
+        """
+        self._events.append(PendingEvent(data, at, causation, correlation_id, event_id))
 
     def has_applied(self, event_id: str) -> bool:
         return event_id in self.applied
@@ -106,13 +108,11 @@ class Repository(Generic[A]):
         collection: AsyncCollection[Document],
         model: type[A],
         *,
-        service: str,
         locks: Locks,
         relay: OutboxRelay | None = None,
     ) -> None:
         self.collection = collection
         self.model = model
-        self.source = f"goldenkey/{service}"
         self.locks = locks
         self.relay = relay
 
@@ -149,27 +149,17 @@ class Repository(Generic[A]):
     def _drain(self, aggregate: A) -> list[dict[str, Any]]:
         entries = []
         for pending in aggregate._events:
-            spec = spec_for(type(pending.data))
             aggregate.seq += 1
-            if pending.event_id is not None:
-                event_id = pending.event_id
-            elif pending.causation is not None:
-                event_id = derived_event_id(pending.causation.id, spec.type, pending.subject)
-            else:
-                event_id = new_event_id()
-            correlation = pending.correlation_id or (pending.causation.correlationid if pending.causation else None)
-            event = CloudEvent(
-                id=event_id,
-                type=spec.type,
-                source=self.source,
+            cause = pending.causation
+            event = envelope_for(
+                pending.data,
                 time=pending.at,
-                subject=pending.subject,
-                data=pending.data.model_dump(mode="json"),
-                correlationid=correlation,
-                causationid=pending.causation.id if pending.causation else None,
+                correlationid=pending.correlation_id or (cause.correlationid if cause else None),
+                causationid=cause.id if cause else None,
                 sequence=aggregate.seq,
+                event_id=pending.event_id,
             )
-            entries.append(outbox_entry(event, spec.topic))
+            entries.append(outbox_entry(event, spec_for(type(pending.data)).topic))
         return entries
 
     def _state(self, aggregate: A) -> Document:

@@ -90,7 +90,7 @@ class ServiceKit:
         self.relay.watch(collection)
         self.indexes.append(Index(collection, [("outbox_n", 1)]))
         self.indexes.extend(indexes)
-        return Repository(self.db[collection], model, service=self.service, locks=self.locks, relay=self.relay)
+        return Repository(self.db[collection], model, locks=self.locks, relay=self.relay)
 
     def emits(self, *models: type[EventData]) -> None:
         """Declare the events this service publishes: their topics are created at start and
