@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -62,6 +63,7 @@ def make_broker(settings: KitSettings, middlewares: Iterable[Any] = ()) -> Kafka
         middlewares=tuple(middlewares),
         graceful_timeout=settings.shutdown_timeout_s / 2,
         request_timeout_ms=15_000,
+        log_level=logging.DEBUG,  # FastStream's per-message "Received"/"Processed" lines; the kit logs what matters
     )
 
 
