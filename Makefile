@@ -7,7 +7,7 @@ SERVICES := queue concierge parking feedback
 STAMP := $(VENV)/.installed
 PY_SOURCES := $(wildcard shared/src services tests bench deploy)
 
-.PHONY: all venv tools stack up down status lint format typecheck test test-unit test-integration test-e2e schemas bench clean
+.PHONY: all venv tools stack up down status lint format typecheck test test-unit test-integration test-e2e schemas dashboards bench clean
 
 all: venv
 
@@ -63,6 +63,9 @@ test-e2e: stack
 
 schemas: venv
 	$(BIN)/python -m goldenkey.contracts export-schemas docs/events
+
+dashboards: venv
+	$(BIN)/python deploy/grafana/dashboards.py
 
 bench: stack
 	$(BIN)/python bench/run.py

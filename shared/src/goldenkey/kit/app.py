@@ -229,6 +229,7 @@ class ServiceKit:
                 continue
             position = await consumer.position(partition)
             lag[partition.topic] = lag.get(partition.topic, 0) + max(highwater - position, 0)
+        self.metrics.consumer_lag.clear()  # topics whose partitions a rebalance took away
         for topic, value in lag.items():
             self.metrics.consumer_lag.labels(topic=topic).set(value)
 

@@ -1,0 +1,242 @@
+"""The Grafana dashboards (deploy/grafana/dashboards.py → deploy/grafana/dashboards/*.json).
+
+The committed JSON must be what the generator writes, and every query may ask Prometheus only for
+series the services really export: a renamed metric would otherwise leave a panel silently empty.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import CollectorRegistry
+
+from deploy.grafana import dashboards as generator
+from goldenkey.kit.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
+DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+
+# The kit's own series the dashboards may use (goldenkey.kit.metrics), listed by hand on purpose.
+KIT_METRICS = {
+    "goldenkey_http_requests_total",
+    "goldenkey_http_request_seconds_bucket",
+    "goldenkey_outbox_pending",
+    "goldenkey_dlq_messages_total",
+    "goldenkey_consumer_lag",
+}
+PROMETHEUS_METRICS = {"up"}  # written by Prometheus itself for every scrape target
+UNITS = {"reqps", "eps", "s", "percentunit", "short"}
+
+SERIES_SUFFIXES = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
+PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_right", "inf", "nan"}
+GRAFANA_VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$__interval": "1m", "$service": "queue"}
+
+
+def series_names(registry: CollectorRegistry) -> set[str]:
+    """The names of the series a registry exposes, before any label value is set."""
+    return {family.name + suffix for family in registry.collect() for suffix in SERIES_SUFFIXES[family.type]}
+
+
+def faststream_metrics() -> set[str]:
+    """What the Prometheus middleware the kit gives every broker (goldenkey.kit.app) registers."""
+    registry = CollectorRegistry()
+    KafkaPrometheusMiddleware(registry=registry, app_name="queue")
+    return series_names(registry)
+
+
+ALLOWED_METRICS = KIT_METRICS | faststream_metrics() | PROMETHEUS_METRICS
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects: what is left once strings, label matchers,
+    ranges, label lists (`by (…)`), numbers, keywords and function calls are set aside."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for token in re.finditer(r"\d[\w.]*|[A-Za-z_:][\w:]*", expr):
+        word = token.group()
+        called = expr[token.end() :].lstrip().startswith("(")
+        if not (word[0].isdigit() or called or word.lower() in PROMQL_KEYWORDS):
+            names.add(word)
+    return names
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def committed() -> dict[str, dict[str, Any]]:
+    return {path.name: load(path) for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel but the rows, including those inside collapsed rows."""
+    found = []
+    for panel in board.get("panels", []):
+        if panel["type"] == "row":
+            found.extend(panel.get("panels", []))
+        else:
+            found.append(panel)
+    return found
+
+
+def expressions(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, PromQL) for every panel query and every `label_values(…)` variable query."""
+    found = [
+        (f"{panel['title']} {target['refId']}", target["expr"])
+        for panel in panels(board)
+        for target in panel.get("targets", [])
+    ]
+    for variable in board.get("templating", {}).get("list", []):
+        if variable["type"] == "query" and (match := re.fullmatch(r"label_values\((.+),\s*\w+\)", variable["query"])):
+            found.append((f"${variable['name']}", match.group(1)))
+    return found
+
+
+ALL_EXPRESSIONS = [
+    pytest.param(expr, id=f"{name}: {where}")
+    for name, board in committed().items()
+    for where, expr in expressions(board)
+]
+
+
+# --- the generator and the committed files -------------------------------------------------------
+
+
+def test_committed_dashboards_are_exactly_what_the_generator_writes() -> None:
+    stale = generator.stale(DASHBOARDS)
+    assert not stale, (
+        f"deploy/grafana/dashboards/ differs from the generator: {', '.join(stale)}. "
+        f"Regenerate with `{generator.COMMAND}` and commit the JSON."
+    )
+
+
+def test_check_names_files_that_were_edited_by_hand_or_left_behind(tmp_path: Path) -> None:
+    assert generator.write(tmp_path) == sorted(generator.rendered())
+    assert generator.stale(tmp_path) == []
+
+    edited = tmp_path / "goldenkey-platform.json"
+    edited.write_text(edited.read_text(encoding="utf-8").replace("Platform", "Plumbing"), encoding="utf-8")
+    (tmp_path / "goldenkey-renamed.json").write_text("{}\n", encoding="utf-8")
+    assert generator.stale(tmp_path) == ["goldenkey-platform.json", "goldenkey-renamed.json"]
+
+    generator.write(tmp_path)
+    assert sorted(path.name for path in tmp_path.glob("*.json")) == sorted(generator.rendered())
+    assert generator.stale(tmp_path) == []
+
+
+def test_generator_output_does_not_change_between_runs() -> None:
+    assert generator.rendered() == generator.rendered()
+
+
+# --- what the dashboards ask Prometheus for -------------------------------------------------------
+
+
+def test_metric_names_sees_through_functions_matchers_and_label_lists() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, service) (rate(a_seconds_bucket{status=~"5..", x="rate(b)"}[5m])))'
+        " / on (service) group_left count(up offset 1h) or vector(0) * 2e3"
+    )
+    assert metric_names(expr) == {"a_seconds_bucket", "up"}
+
+
+def test_the_kit_still_exports_every_metric_the_dashboards_may_use() -> None:
+    exported = series_names(Metrics("queue").registry)
+    assert not KIT_METRICS - exported, f"the kit no longer exports {sorted(KIT_METRICS - exported)}"
+
+
+def test_faststream_metrics_are_read_from_the_installed_middleware() -> None:
+    assert {
+        "faststream_received_messages_total",
+        "faststream_received_processed_messages_duration_seconds_bucket",
+        "faststream_published_messages_total",
+    } <= faststream_metrics()
+
+
+@pytest.mark.parametrize("expr", ALL_EXPRESSIONS)
+def test_queries_ask_only_for_metrics_the_services_export(expr: str) -> None:
+    names = metric_names(expr)
+    assert names, f"no metric found in {expr!r}"
+    assert names <= ALLOWED_METRICS, f"unknown metric(s) {sorted(names - ALLOWED_METRICS)} in {expr!r}"
+
+
+def test_queries_are_valid_promql(tmp_path: Path) -> None:
+    """`promtool check rules` parses each query as a recording rule; no Prometheus server is needed."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    rules = []
+    for number, param in enumerate(ALL_EXPRESSIONS):
+        (expr,) = param.values
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = str(expr).replace(variable, value)
+        rules.append({"record": f"dashboard:query_{number}", "expr": expr})
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8")
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    queries = "\n".join(f"dashboard:query_{number} is {param.id}" for number, param in enumerate(ALL_EXPRESSIONS))
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{queries}"
+
+
+# --- what Grafana needs ----------------------------------------------------------------------------
+
+
+def test_every_panel_and_query_uses_the_provisioned_prometheus() -> None:
+    (datasource,) = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"]
+    expected = {"type": "prometheus", "uid": datasource["uid"]}
+    for name, board in committed().items():
+        for panel in panels(board):
+            assert panel.get("datasource") == expected, f"{name}: {panel['title']}"
+            for target in panel.get("targets", []):
+                assert target.get("datasource") == expected, f"{name}: {panel['title']} {target['refId']}"
+        for variable in board["templating"]["list"]:
+            assert variable.get("datasource") == expected, f"{name}: ${variable['name']}"
+
+
+def test_dashboard_uids_and_panel_ids_are_unique() -> None:
+    boards = committed()
+    assert boards, "no dashboard in deploy/grafana/dashboards/"
+    uids = [board["uid"] for board in boards.values()]
+    assert len(set(uids)) == len(uids)
+    for name, board in boards.items():
+        assert name == f"{board['uid']}.json"
+        assert len(board["uid"]) <= 40  # Grafana's limit
+        rows = [panel for panel in board["panels"] if panel["type"] == "row"]
+        ids = [panel["id"] for panel in [*rows, *panels(board)]]
+        assert len(set(ids)) == len(ids), f"{name}: {ids}"
+        assert all(isinstance(panel_id, int) and panel_id > 0 for panel_id in ids), f"{name}: {ids}"
+        refs = [[target["refId"] for target in panel.get("targets", [])] for panel in panels(board)]
+        assert all(len(set(r)) == len(r) and "" not in r for r in refs), f"{name}: {refs}"
+
+
+def test_every_panel_explains_itself_and_has_a_unit() -> None:
+    for name, board in committed().items():
+        for panel in panels(board):
+            assert panel.get("description", "").strip(), f"{name}: {panel['title']} has no description"
+            unit = panel["fieldConfig"]["defaults"].get("unit")
+            assert unit in UNITS, f"{name}: {panel['title']} has unit {unit!r}"
+
+
+def test_the_platform_dashboard_is_provisioned_as_designed() -> None:
+    board = load(DASHBOARDS / "goldenkey-platform.json")
+    assert board["title"] == "Golden Key Hall — Platform"
+    assert "goldenkey" in board["tags"]
+    assert board["refresh"] == "30s"
+    (service,) = board["templating"]["list"]
+    assert service["name"] == "service"
+    assert service["multi"]
+    assert service["includeAll"]
+    assert service["query"] == 'label_values(up{job="goldenkey"}, service)'
+    asked = {name for _, expr in expressions(board) for name in metric_names(expr)}
+    assert asked >= KIT_METRICS | PROMETHEUS_METRICS
