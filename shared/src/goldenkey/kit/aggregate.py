@@ -193,15 +193,27 @@ class Repository(Generic[A]):
         if entries:
             update["$push"] = {"outbox": {"$each": entries}}
             update["$inc"] = {"outbox_n": len(entries)}
-        async with self.locks.writing(self.collection.name, aggregate.id):
-            result = await self.collection.update_one({"_id": aggregate.id, "version": aggregate.version}, update)
-        if result.matched_count == 0:
+        if await self._compare_and_write(aggregate, update) == 0:
             aggregate.seq = seq_before
             raise ConcurrencyError(f"{self.model.__name__} {aggregate.id} changed since it was loaded")
         aggregate._events.clear()
         aggregate.version += 1
         self._nudge(aggregate.id, entries)
         return aggregate
+
+    async def _compare_and_write(self, aggregate: A, update: Document) -> int:
+        """Apply `update` if the stored version is still the loaded one; how many documents changed."""
+        if not self.locks.serialize_writes:  # MongoDB: the conditional update is atomic by itself
+            result = await self.collection.update_one({"_id": aggregate.id, "version": aggregate.version}, update)
+            return result.matched_count
+        async with self.locks.writing(self.collection.name, aggregate.id):
+            # FerretDB: under the lock nobody else writes, so compare first, then update by _id
+            # alone — the only filter FerretDB 1.24 turns into SQL; any other is a full scan.
+            stored = await self.collection.find_one({"_id": aggregate.id}, {"version": 1})
+            if stored is None or stored.get("version") != aggregate.version:
+                return 0
+            result = await self.collection.update_one({"_id": aggregate.id}, update)
+            return result.matched_count
 
     async def update(
         self,

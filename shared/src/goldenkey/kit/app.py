@@ -161,6 +161,7 @@ class ServiceKit:
                 await asyncio.sleep(min(0.5 * 2**failures, 10))
         self.publisher.running = True
         self.kafka_ready.set()
+        self.relay.wake()  # publish what waited in the outbox while Kafka was away
         log.info("kafka connected", topics=sorted(topics))
 
     async def _housekeeping(self) -> None:

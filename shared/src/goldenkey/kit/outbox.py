@@ -40,7 +40,7 @@ class OutboxRelay:
         collections: Iterable[str] = (),
         *,
         lease_s: float = 30.0,
-        interval_s: float = 0.5,
+        interval_s: float = 30.0,
         batch: int = 100,
         workers: int = 4,
     ) -> None:
@@ -101,13 +101,24 @@ class OutboxRelay:
                 log.warning("outbox publish failed; will retry", error=repr(error))
                 self._wake.set()
 
+    def wake(self) -> None:
+        """Sweep now (Kafka is back, say) rather than at the next interval."""
+        self._wake.set()
+
     async def _sweeper(self) -> None:
-        failures = 0
+        # Saves nudge the workers, so sweeping is only for what they missed: leftovers of a crash
+        # (swept at start), events that waited out a Kafka outage (woken), and other instances'
+        # leftovers (every interval). A sweep reads every watched collection, which FerretDB does
+        # as a full scan, so it is not done often.
+        failures, first = 0, True
         while not self._stopping:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval_s * (2 ** min(failures, 5)))
-            except TimeoutError:
-                pass
+            if not first:
+                delay = self.interval_s if not failures else min(self.interval_s, 0.25 * 2**failures)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+            first = False
             self._wake.clear()
             if self._stopping:
                 return

@@ -48,7 +48,8 @@ class KitSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    relay_interval_s: float = Field(default=0.5, gt=0)
+    relay_interval_s: float = Field(default=30.0, gt=0)
+    """How often the relay sweeps for events its nudges missed (each save publishes at once)."""
     relay_lease_s: float = Field(default=30.0, gt=0)
     relay_batch: int = Field(default=100, ge=1)
     consumer_retries: int = Field(default=5, ge=0)
