@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -80,7 +80,9 @@ class ServiceKit:
             else TokenRegistry([])
         )
         self._connect_task: asyncio.Task[None] | None = None
-        self._housekeeping_task: asyncio.Task[None] | None = None
+        self._on_start: list[Callable[[], Awaitable[None]]] = []
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.kafka_ready = asyncio.Event()
         self.metrics.refresh_with(self._refresh_platform_gauges)
 
@@ -101,6 +103,14 @@ class ServiceKit:
             self.broker.publisher(
                 spec.topic, title=f"{spec.topic}:{spec.type}", description=(model.__doc__ or "").strip(), schema=model
             )
+
+    def on_start(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook` at start, once the indexes exist (e.g. load the hall's data)."""
+        self._on_start.append(hook)
+
+    def background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `loop` as a task for the app's lifetime (a watchdog, say); cancelled at shutdown."""
+        self._background.append(loop)
 
     # --- the app ---------------------------------------------------------------------------
 
@@ -131,10 +141,15 @@ class ServiceKit:
             await ensure_indexes(self.db, self.indexes)
             if self.settings.mongodb_write_locks == "auto":
                 self.locks.serialize_writes = await is_ferretdb(self.db)
+            for hook in self._on_start:
+                await hook()
         except UNAVAILABLE as error:  # start anyway: commands get 503 until the database is back
-            log.error("database unavailable at start; indexes not checked", error=repr(error))
+            log.error("database unavailable at start; indexes and start-up hooks not run", error=repr(error))
         self._connect_task = asyncio.create_task(self._connect_kafka(), name="kafka-connect")
-        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        self._tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
+        self._tasks += [
+            asyncio.create_task(loop(), name=getattr(loop, "__name__", "loop")) for loop in self._background
+        ]
         self.relay.start()
         log.info("service started", service=self.service)
         try:
@@ -186,10 +201,10 @@ class ServiceKit:
         # SIGTERM (DESIGN §7.6): stop intake, let the message in hand finish, commit, flush the
         # relay, close; uvicorn has already stopped taking requests.
         self.consumer.stopping()
-        for task in (self._connect_task, self._housekeeping_task):
+        for task in (self._connect_task, *self._tasks):
             if task is not None and not task.done():
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await asyncio.wait([task], timeout=2)
         for subscriber in self.broker.subscribers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(subscriber.stop(), self.settings.shutdown_timeout_s / 2)

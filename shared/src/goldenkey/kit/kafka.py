@@ -63,6 +63,7 @@ def make_broker(settings: KitSettings, middlewares: Iterable[Any] = ()) -> Kafka
         middlewares=tuple(middlewares),
         graceful_timeout=settings.shutdown_timeout_s / 2,
         request_timeout_ms=15_000,
+        logger=logging.getLogger("faststream.goldenkey"),  # through the kit's JSON logs
         log_level=logging.DEBUG,  # FastStream's per-message "Received"/"Processed" lines; the kit logs what matters
     )
 

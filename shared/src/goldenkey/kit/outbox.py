@@ -94,7 +94,10 @@ class OutboxRelay:
         while not self._stopping:
             collection, aggregate_id = await self._nudged.get()
             try:
-                await self._relay_document(collection, {"_id": aggregate_id})
+                # By _id alone: the one filter FerretDB answers without reading the whole collection.
+                document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox_n": 1})
+                if document is not None and document.get("outbox_n", 0) > 0:
+                    await self._relay_document(collection, aggregate_id)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the sweeper will pick it up
@@ -137,28 +140,32 @@ class OutboxRelay:
         if not self.publisher.connected():
             return 0
         for collection in self.collections:
-            while n := await self._relay_document(collection, {}):  # None: nothing left; 0: mended
-                published += n
+            while True:
+                cursor = self.db[collection].find({"outbox_n": {"$gt": 0}}, {"_id": 1}, limit=self.batch)
+                pending = [document["_id"] async for document in cursor]
+                progress = 0
+                for aggregate_id in pending:
+                    progress += await self._relay_document(collection, aggregate_id) or 0
+                published += progress
+                if len(pending) < self.batch or progress == 0:  # all done, or the rest is leased elsewhere
+                    break
         return published
 
     # --- one document ----------------------------------------------------------------------
 
-    async def _relay_document(self, collection: str, query: Document) -> int | None:
-        """Lease one document with pending events matching `query`, publish them, remove them.
+    async def _relay_document(self, collection: str, aggregate_id: Any) -> int | None:
+        """Lease one document, publish its pending events, remove them.
 
-        Returns how many were published, or None when no such document could be leased.
+        Returns how many were published, or None when another relay holds the lease.
         """
-        candidates = self.db[collection].find({**query, "outbox_n": {"$gt": 0}}, {"_id": 1}, limit=self.batch)
-        async for candidate in candidates:
-            lease_key = f"relay/{collection}/{candidate['_id']}"
-            lease = await self.locks.try_acquire(lease_key, self.lease)
-            if lease is None:  # another relay is publishing this one
-                continue
-            try:
-                return await self._publish_leased(collection, candidate["_id"])
-            finally:
-                await self.locks.release(lease_key, lease)
-        return None
+        lease_key = f"relay/{collection}/{aggregate_id}"
+        lease = await self.locks.try_acquire(lease_key, self.lease)
+        if lease is None:
+            return None
+        try:
+            return await self._publish_leased(collection, aggregate_id)
+        finally:
+            await self.locks.release(lease_key, lease)
 
     async def _publish_leased(self, collection: str, aggregate_id: Any) -> int:
         document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox": 1})

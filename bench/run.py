@@ -1,0 +1,33 @@
+"""Run every benchmark in bench/ in turn (`make bench`); each prints its own figures.
+
+Arguments after `--` go to every benchmark, e.g. `bench/run.py -- --events 500`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def benchmarks() -> list[Path]:
+    return sorted(p for p in HERE.glob("*.py") if p.name != "run.py" and not p.name.startswith("_"))
+
+
+def main(argv: list[str]) -> int:
+    passed = argv[argv.index("--") + 1 :] if "--" in argv else []
+    failed = []
+    for script in benchmarks():
+        print(f"=== {script.relative_to(HERE.parent)}", flush=True)
+        if subprocess.run([sys.executable, str(script), *passed], cwd=HERE.parent).returncode != 0:
+            failed.append(script.name)
+        print(flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
