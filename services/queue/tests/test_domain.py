@@ -47,7 +47,11 @@ def types(t: Ticket | Window | Coverage) -> list[str]:
 
 def test_numbers_are_the_category_letter_and_a_daily_sequence() -> None:
     counter = TicketCounter(id=TicketCounter.key(date(2026, 11, 25), "B"))
-    assert [ticket_number("B", counter.allocate()) for _ in range(3)] == ["B001", "B002", "B003"]
+    numbers = []
+    for _ in range(3):
+        counter.allocate()
+        numbers.append(ticket_number("B", counter.last))
+    assert numbers == ["B001", "B002", "B003"]
     assert ticket_number("B", 1234) == "B1234"
     assert TicketCounter.key(date(2026, 11, 25), "B") != TicketCounter.key(date(2026, 11, 26), "B")
 

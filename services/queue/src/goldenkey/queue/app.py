@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
 from goldenkey.contracts import EVENTS
-from goldenkey.kit import KitSettings, ServiceKit
+from goldenkey.kit import Clock, KitSettings, ServiceKit
+from goldenkey.queue import api, handlers
+from goldenkey.queue.domain import Coverage, Ticket, TicketCounter, Window
+from goldenkey.queue.service import QueueService
+from goldenkey.queue.store import INDEXES, QueueStore, seed
 
 
 class Settings(KitSettings):
@@ -14,9 +21,35 @@ class Settings(KitSettings):
 
     service: str = "queue"
     http_port: int = 8001
+    coverage_check_s: float = 30.0
+    """How often the watchdog looks for categories with no open window."""
 
 
-def build_app(settings: Settings | None = None) -> FastAPI:
-    kit = ServiceKit(settings or Settings())
+def build_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or Settings()
+    kit = ServiceKit(settings, clock=clock)
+    store = QueueStore(
+        kit.db,
+        tickets=kit.repository("tickets", Ticket, INDEXES),
+        windows=kit.repository("windows", Window),
+        counters=kit.repository("counters", TicketCounter),
+        coverage=kit.repository("coverage", Coverage),
+    )
+    queue = QueueService(store, kit.clock, kit.calendar, settings.pii_key.get_secret_value())
     kit.emits(*(spec.model for spec in EVENTS.values() if spec.producer == kit.service))
-    return kit.app()
+    handlers.register(kit, queue)
+
+    async def started() -> None:
+        await seed(kit.db, store.windows)
+
+    async def watchdog() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await queue.watch_coverage()
+            await asyncio.sleep(settings.coverage_check_s)
+
+    kit.on_start(started)
+    kit.background(watchdog)
+    app = kit.app([api.router], description="Tickets, windows and the service catalog of the hall.")
+    app.state.queue = queue
+    return app

@@ -66,9 +66,8 @@ class TicketCounter(Aggregate):
     def key(day: date, letter: str) -> str:
         return f"{day.isoformat()}:{letter}"
 
-    def allocate(self) -> int:
+    def allocate(self) -> None:
         self.last += 1
-        return self.last
 
 
 class Ticket(Aggregate):
@@ -82,7 +81,8 @@ class Ticket(Aggregate):
     """Raw, and only here: the queue is the one service that may text the citizen."""
     plate_hash: str | None = None
     plate_masked: str | None = None
-    day: date
+    day: str
+    """The business day (ISO date, Asia/Shanghai) the ticket was issued on."""
     issued_at: datetime
     """The original issue time: a transfer keeps it, so the citizen keeps their place."""
     status: TicketStatus = "waiting"
@@ -127,7 +127,7 @@ class Ticket(Aggregate):
             phone=phone,
             plate_hash=plate_hash,
             plate_masked=plate_masked,
-            day=day,
+            day=day.isoformat(),
             issued_at=at,
         )
         ticket.record(

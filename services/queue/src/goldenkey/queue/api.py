@@ -1,0 +1,258 @@
+"""The queue's HTTP API: thin — validate, authorise, call the use case, answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from goldenkey.contracts.vocabulary import Channel, Need, Outcome, PauseReason, Priority
+from goldenkey.kit import Principal, creation_id, require
+from goldenkey.queue.domain import Ticket, Window
+from goldenkey.queue.service import QueueService
+
+router = APIRouter()
+ANYONE = ("kiosk", "window", "concierge", "guard", "ops")
+Code = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z][A-Z0-9]{0,15}$")]
+StaffId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IssueTicket(Strict):
+    item_code: Code
+    channel: Channel
+    priority: Priority | None = None
+    needs: list[Need] = Field(default_factory=list, max_length=5)
+    phone: str | None = Field(default=None, max_length=20)
+    plate: str | None = Field(default=None, max_length=16)
+
+
+class OpenWindow(Strict):
+    staff_id: StaffId
+
+
+class PauseWindow(Strict):
+    reason: PauseReason
+    force: bool = False
+    """Pause even if a category is left with no open window: ops only."""
+
+
+class CallTicket(Strict):
+    ticket_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class CompleteTicket(Strict):
+    outcome: Outcome
+
+
+class TransferTicket(Strict):
+    category: Annotated[str, Field(pattern=r"^[A-Z]$")]
+
+
+class StartService(Strict):
+    staff_id: StaffId | None = None
+
+
+def service(request: Request) -> QueueService:
+    return request.app.state.queue  # type: ignore[no-any-return]
+
+
+Queue = Annotated[QueueService, Depends(service)]
+
+
+def ticket_view(ticket: Ticket, position: int | None = None, wait: float | None = None) -> dict[str, Any]:
+    return {
+        "ticket_id": ticket.id,
+        "number": ticket.number,
+        "category": ticket.category,
+        "item_code": ticket.item_code,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "needs": ticket.needs,
+        "window_id": ticket.window_id,
+        "call_count": ticket.call_count,
+        "issued_at": ticket.issued_at,
+        "outcome": ticket.outcome,
+        "position": position,
+        "estimated_wait_s": wait,
+    }
+
+
+def window_view(window: Window) -> dict[str, Any]:
+    return {
+        "window_id": window.id,
+        "name_zh": window.name_zh,
+        "categories": window.categories,
+        "state": window.state,
+        "staff_id": window.staff_id,
+        "pause_reason": window.pause_reason,
+        "out_of_order_calls": window.out_of_order_calls,
+    }
+
+
+# --- tickets -----------------------------------------------------------------------------------
+
+
+@router.post("/tickets", status_code=201, tags=["tickets"])
+async def issue_ticket(
+    body: IssueTicket, request: Request, queue: Queue, _: Annotated[Principal, Depends(require("kiosk"))]
+) -> dict[str, Any]:
+    """Take a ticket for a service item; `Idempotency-Key` makes a kiosk's retry safe."""
+    ticket = await queue.issue(
+        creation_id(request),
+        item_code=body.item_code,
+        channel=body.channel,
+        priority=body.priority,
+        needs=body.needs,
+        phone=body.phone,
+        plate=body.plate,
+    )
+    _, position, wait = await queue.status(ticket.id)
+    return {
+        "ticket_id": ticket.id,
+        "number": ticket.number,
+        "category": ticket.category,
+        "position": position,
+        "estimated_wait_s": wait,
+    }
+
+
+@router.get("/tickets/{ticket_id}", tags=["tickets"])
+async def get_ticket(
+    ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]
+) -> dict[str, Any]:
+    return ticket_view(*await queue.status(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/recall", tags=["tickets"])
+async def recall(ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))]) -> dict[str, Any]:
+    return ticket_view(await queue.act(ticket_id, Ticket.recall))
+
+
+@router.post("/tickets/{ticket_id}/start", tags=["tickets"])
+async def start(
+    ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))], body: StartService | None = None
+) -> dict[str, Any]:
+    staff = body.staff_id if body else None
+    return ticket_view(await queue.act(ticket_id, lambda t, at: t.start(at, staff)))
+
+
+@router.post("/tickets/{ticket_id}/complete", tags=["tickets"])
+async def complete(
+    ticket_id: str, body: CompleteTicket, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
+) -> dict[str, Any]:
+    return ticket_view(await queue.act(ticket_id, lambda t, at: t.complete(body.outcome, at)))
+
+
+@router.post("/tickets/{ticket_id}/no-show", tags=["tickets"])
+async def no_show(ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))]) -> dict[str, Any]:
+    return ticket_view(await queue.act(ticket_id, Ticket.mark_no_show))
+
+
+@router.post("/tickets/{ticket_id}/rejoin", tags=["tickets"])
+async def rejoin(
+    ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("kiosk", "window"))]
+) -> dict[str, Any]:
+    return ticket_view(await queue.act(ticket_id, Ticket.rejoin))
+
+
+@router.post("/tickets/{ticket_id}/transfer", tags=["tickets"])
+async def transfer(
+    ticket_id: str, body: TransferTicket, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
+) -> dict[str, Any]:
+    return ticket_view(await queue.transfer(ticket_id, body.category))
+
+
+@router.post("/tickets/{ticket_id}/cancel", tags=["tickets"])
+async def cancel(
+    ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("kiosk", "window"))]
+) -> dict[str, Any]:
+    return ticket_view(await queue.act(ticket_id, lambda t, at: t.cancel(at)))
+
+
+# --- windows -----------------------------------------------------------------------------------
+
+
+@router.get("/windows", tags=["windows"])
+async def list_windows(queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]) -> list[dict[str, Any]]:
+    return [window_view(w) for w in await queue.store.all_windows()]
+
+
+@router.post("/windows/{window_id}/open", tags=["windows"])
+async def open_window(
+    window_id: str, body: OpenWindow, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
+) -> dict[str, Any]:
+    return window_view(await queue.window_step(window_id, lambda w, at: w.open(body.staff_id, at)))
+
+
+@router.post("/windows/{window_id}/pause", tags=["windows"])
+async def pause_window(
+    window_id: str, body: PauseWindow, queue: Queue, who: Annotated[Principal, Depends(require("window", "ops"))]
+) -> dict[str, Any]:
+    if body.force and who.role not in ("ops", "admin"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an ops token may force a pause")
+    return window_view(await queue.pause(window_id, body.reason, force=body.force))
+
+
+@router.post("/windows/{window_id}/resume", tags=["windows"])
+async def resume_window(
+    window_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window", "ops"))]
+) -> dict[str, Any]:
+    return window_view(await queue.window_step(window_id, Window.resume))
+
+
+@router.post("/windows/{window_id}/close", tags=["windows"])
+async def close_window(
+    window_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window", "ops"))]
+) -> dict[str, Any]:
+    return window_view(await queue.window_step(window_id, Window.close))
+
+
+@router.post("/windows/{window_id}/call-next", tags=["windows"], responses={204: {"description": "nobody waiting"}})
+async def call_next(window_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))]) -> Any:
+    ticket = await queue.call_next(window_id)
+    return Response(status_code=204) if ticket is None else ticket_view(ticket)
+
+
+@router.post("/windows/{window_id}/call", tags=["windows"])
+async def call_out_of_order(
+    window_id: str, body: CallTicket, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
+) -> dict[str, Any]:
+    return ticket_view(await queue.call_ticket(window_id, body.ticket_id))
+
+
+# --- the hall ----------------------------------------------------------------------------------
+
+
+@router.get("/categories", tags=["hall"])
+async def categories(queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]) -> list[dict[str, Any]]:
+    return await queue.store.category_rows()
+
+
+@router.get("/catalog", tags=["hall"])
+async def catalog(
+    queue: Queue,
+    _: Annotated[Principal, Depends(require(*ANYONE))],
+    category: Annotated[str | None, Query(pattern=r"^[A-Z]$")] = None,
+) -> list[dict[str, Any]]:
+    return await queue.store.catalog(category)
+
+
+@router.get("/queues", tags=["hall"])
+async def queues(queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]) -> list[dict[str, Any]]:
+    now, _ = queue.today()
+    waiting = await queue.store.waiting(queue.calendar.business_day(now))
+    windows = await queue.store.all_windows()
+    return [
+        {
+            "category": row["code"],
+            "name_zh": row["name_zh"],
+            "waiting": sum(1 for t in waiting if t.category == row["code"]),
+            "open_windows": sum(1 for w in windows if w.state == "open" and w.serves(row["code"])),
+        }
+        for row in await queue.store.category_rows()
+    ]

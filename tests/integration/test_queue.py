@@ -1,0 +1,225 @@
+"""The queue service over real Kafka and FerretDB: tickets, calling, lunch in turns, paging."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from goldenkey.contracts import CloudEvent, parse_event
+from goldenkey.kit import ManualClock
+from goldenkey.kit.pii import plate_hash
+from goldenkey.queue.app import Settings, build_app
+from goldenkey.queue.domain import Ticket, ticket_number
+from tests.support import RunningApp, TopicReader, produce, unique, wait_for
+
+pytestmark = pytest.mark.integration
+OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in Xi'an
+KIOSK = {"Authorization": "Bearer dev-kiosk"}
+WINDOW = {"Authorization": "Bearer dev-window"}
+OPS = {"Authorization": "Bearer dev-ops"}
+
+
+@dataclass
+class Hall:
+    client: httpx.AsyncClient
+    app: Any
+    clock: ManualClock
+
+    @property
+    def queue(self) -> Any:
+        return self.app.state.queue
+
+    async def issue(self, item: str = "B001", **extra: Any) -> dict[str, Any]:
+        response = await self.client.post(
+            "/tickets", json={"item_code": item, "channel": "kiosk", **extra}, headers=KIOSK
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def open(self, *windows: str) -> None:
+        for window in windows:
+            response = await self.client.post(
+                f"/windows/{window}/open", json={"staff_id": f"s-{window}"}, headers=WINDOW
+            )
+            assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+async def hall(infra: Any) -> AsyncIterator[Hall]:
+    clock = ManualClock(OPENING)
+    settings = Settings(
+        kafka_bootstrap=infra.kafka_bootstrap,
+        mongodb_url=infra.mongodb_url,
+        mongodb_database=unique("queue_"),
+        dev_tokens=True,
+        consumer_backoff_s=0.05,
+        mongodb_timeout_ms=2000,
+    )
+    app = build_app(settings, clock=clock)
+    async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=30) as client:
+        yield Hall(client, app, clock)
+
+
+def events_of(reader: TopicReader, subject: str) -> list[dict[str, Any]]:
+    return [e for e in reader.events() if e["subject"] == subject]
+
+
+async def test_a_ticket_is_numbered_per_category_and_announced_on_the_topic(hall: Hall, infra: Any) -> None:
+    async with TopicReader(infra.kafka_bootstrap, "queue.tickets") as reader:
+        first = await hall.issue("B001")
+        second = await hall.issue("B002", priority="elderly", needs=["wheelchair"], plate="陕A12345")
+        other = await hall.issue("C001")
+        await wait_for(lambda: events_of(reader, second["ticket_id"]))
+        issued = events_of(reader, second["ticket_id"])[0]
+    assert (first["number"], second["number"], other["number"]) == ("B001", "B002", "C001")
+    assert second["position"] == 1, "an elderly citizen goes ahead of the normal ticket"
+    assert first["position"] == 1
+    envelope, data = parse_event(__import__("json").dumps(issued))
+    assert envelope.type == "ticket.issued"
+    assert envelope.source == "goldenkey/queue"
+    assert data.needs == ["wheelchair"]  # type: ignore[attr-defined]
+    assert data.plate_hash == plate_hash("goldenkey-dev-only-pii-key", "陕A12345")  # type: ignore[attr-defined]
+    assert "12345" not in str(issued), "no raw plate on the topic"
+
+
+async def test_bad_input_gets_a_4xx_and_publishes_nothing(hall: Hall) -> None:
+    cases = [
+        ({"item_code": "Z999", "channel": "kiosk"}, KIOSK, 422, "unknown service item"),
+        ({"item_code": "B001", "channel": "fax"}, KIOSK, 422, "channel"),
+        ({"item_code": "B001", "channel": "kiosk", "priority": "vip"}, KIOSK, 422, "priority"),
+        ({"item_code": "B001", "channel": "kiosk", "plate": "not a plate"}, KIOSK, 422, "plate"),
+        ({"item_code": "B001", "channel": "kiosk", "phone": "1" * 30}, KIOSK, 422, "phone"),
+        ({"item_code": "B001", "channel": "kiosk", "extra": 1}, KIOSK, 422, "extra"),
+        ({"item_code": "B001", "channel": "kiosk"}, WINDOW, 403, "kiosk"),
+        ({"item_code": "B001", "channel": "kiosk"}, {}, 401, "bearer"),
+    ]
+    for body, headers, code, words in cases:
+        response = await hall.client.post("/tickets", json=body, headers=headers)
+        assert response.status_code == code, (body, response.text)
+        assert words in response.text.lower()
+    assert await hall.queue.store.db["tickets"].count_documents({}) == 0
+    assert await hall.queue.store.db["counters"].count_documents({}) == 0
+
+
+async def test_ten_windows_calling_at_once_serve_two_hundred_tickets_each_exactly_once(hall: Hall) -> None:
+    windows = [f"W{n:02d}" for n in range(11, 18)] + ["W51", "W52", "W53"]  # tax windows and comprehensive ones
+    await hall.open(*windows)
+    tickets = hall.queue.store.tickets
+    day = date(2026, 11, 25)
+    for n in range(1, 201):
+        await tickets.add(
+            Ticket.issue(
+                ticket_id=f"t{n}",
+                number=ticket_number("B", n),
+                category="B",
+                item_code="B001",
+                channel="kiosk",
+                at=OPENING,
+                day=day,
+            )
+        )
+    called: dict[str, list[str]] = {w: [] for w in windows}
+
+    async def keep_calling(window: str) -> None:
+        while True:
+            response = await hall.client.post(f"/windows/{window}/call-next", headers=WINDOW)
+            if response.status_code == 204:
+                return
+            assert response.status_code == 200, response.text
+            called[window].append(response.json()["ticket_id"])
+
+    await asyncio.gather(*(keep_calling(w) for w in windows))
+    everyone = [t for calls in called.values() for t in calls]
+    assert len(everyone) == 200
+    assert len(set(everyone)) == 200, "no ticket was called by two windows"
+    assert sum(1 for calls in called.values() if calls) >= 5, "the work was shared"
+
+
+async def test_lunch_in_turns_refuses_to_leave_a_category_empty_unless_ops_force_it(hall: Hall, infra: Any) -> None:
+    await hall.open("W42", "W43")  # the two culture-and-tourism windows (G); W44 serves G and H
+    first = await hall.client.post("/windows/W42/pause", json={"reason": "lunch"}, headers=WINDOW)
+    assert first.status_code == 200
+    refused = await hall.client.post("/windows/W43/pause", json={"reason": "lunch"}, headers=WINDOW)
+    assert refused.status_code == 409
+    assert "G" in refused.json()["detail"]
+    not_ops = await hall.client.post("/windows/W43/pause", json={"reason": "lunch", "force": True}, headers=WINDOW)
+    assert not_ops.status_code == 403
+    async with TopicReader(infra.kafka_bootstrap, "queue.windows") as reader:
+        forced = await hall.client.post("/windows/W43/pause", json={"reason": "lunch", "force": True}, headers=OPS)
+        assert forced.status_code == 200
+        await wait_for(
+            lambda: [e for e in reader.events() if e["type"] == "coverage.gap_opened" and e["subject"] == "G"]
+        )
+        paused = [e for e in reader.events() if e["type"] == "window.paused" and e["subject"] == "W43"]
+    assert paused[-1]["data"]["forced"] is True
+
+
+async def test_an_illegal_step_is_a_409_naming_the_state(hall: Hall) -> None:
+    ticket = await hall.issue()
+    complete = await hall.client.post(
+        f"/tickets/{ticket['ticket_id']}/complete", json={"outcome": "done"}, headers=WINDOW
+    )
+    assert complete.status_code == 409
+    assert "waiting" in complete.json()["detail"]
+    closed = await hall.client.post("/windows/W11/call-next", headers=WINDOW)
+    assert closed.status_code == 409
+    assert "closed" in closed.json()["detail"]
+
+
+async def test_a_ticket_served_start_to_finish_emits_every_step_in_order(hall: Hall, infra: Any) -> None:
+    await hall.open("W11")
+    async with TopicReader(infra.kafka_bootstrap, "queue.tickets") as reader:
+        ticket = (await hall.issue())["ticket_id"]
+        assert (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).json()["ticket_id"] == ticket
+        await hall.client.post(f"/tickets/{ticket}/recall", headers=WINDOW)
+        await hall.client.post(f"/tickets/{ticket}/start", headers=WINDOW)
+        done = await hall.client.post(
+            f"/tickets/{ticket}/complete", json={"outcome": "needs_materials"}, headers=WINDOW
+        )
+        assert done.status_code == 200
+        await wait_for(lambda: any(e["type"] == "ticket.completed" for e in events_of(reader, ticket)), 60)
+        mine = events_of(reader, ticket)
+    types = [e["type"] for e in mine]
+    assert types[0] == "ticket.issued"
+    assert [t for t in types if t != "ticket.approaching"][1:] == [
+        "ticket.called",
+        "ticket.recalled",
+        "ticket.service_started",
+        "ticket.completed",
+    ]
+    assert [e["sequence"] for e in mine] == sorted(e["sequence"] for e in mine)
+    assert mine[-1]["data"]["outcome"] == "needs_materials"
+
+
+async def test_a_tyre_alert_naming_a_waiting_ticket_pages_its_owner(hall: Hall, infra: Any) -> None:
+    ticket = await hall.issue(plate="陕A54321")
+    alert = CloudEvent(
+        id=unique("alert-"),
+        type="tyre.alert",
+        source="goldenkey/parking",
+        time=OPENING,
+        subject="inc-1",
+        data={
+            "incident_id": "inc-1",
+            "kind": "flat_tyre",
+            "plate_hash": plate_hash("goldenkey-dev-only-pii-key", "陕A54321"),
+            "plate_masked": "陕A***21",
+        },
+    )
+    async with TopicReader(infra.kafka_bootstrap, "queue.tickets") as reader:
+        await wait_for(hall.app.state.kit.kafka_ready.is_set)
+        await produce(infra.kafka_bootstrap, "parking.incidents", alert.to_bytes(), b"inc-1")
+        await produce(infra.kafka_bootstrap, "parking.incidents", alert.to_bytes(), b"inc-1")  # redelivered
+        await wait_for(lambda: [e for e in events_of(reader, ticket["ticket_id"]) if e["type"] == "ticket.paged"], 30)
+        await asyncio.sleep(1)
+        pages = [e for e in events_of(reader, ticket["ticket_id"]) if e["type"] == "ticket.paged"]
+    assert len(pages) == 1
+    assert pages[0]["data"]["incident_id"] == "inc-1"
+    assert pages[0]["data"].get("window_id") is None, "a waiting citizen is paged on the waiting-area display"
+    assert pages[0]["causationid"] == alert.id
