@@ -52,6 +52,7 @@ class TopicReader:
     async def __aenter__(self) -> TopicReader:
         await self.consumer.start()
         self._task = asyncio.create_task(self._run())
+        await wait_for(self.consumer.assignment, 30)  # reading, not still finding the partitions
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -174,6 +174,7 @@ async def test_an_illegal_step_is_a_409_naming_the_state(hall: Hall) -> None:
 
 async def test_a_ticket_served_start_to_finish_emits_every_step_in_order(hall: Hall, infra: Any) -> None:
     await hall.open("W11")
+    await wait_for(hall.app.state.kit.kafka_ready.is_set)
     async with TopicReader(infra.kafka_bootstrap, "queue.tickets") as reader:
         ticket = (await hall.issue())["ticket_id"]
         assert (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).json()["ticket_id"] == ticket

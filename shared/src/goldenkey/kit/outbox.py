@@ -50,6 +50,7 @@ class OutboxRelay:
         self.collections: list[str] = list(collections)
         self.lease = timedelta(seconds=lease_s)
         self.interval_s = interval_s
+        self.retry_s = min(1.0, interval_s)
         self.batch = batch
         self.workers = workers
         self._nudged: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -100,9 +101,9 @@ class OutboxRelay:
                     await self._relay_document(collection, aggregate_id)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # the sweeper will pick it up
+            except Exception as error:  # try this one again shortly; the sweeper is the safety net
                 log.warning("outbox publish failed; will retry", error=repr(error))
-                self._wake.set()
+                asyncio.get_running_loop().call_later(self.retry_s, self.nudge, collection, aggregate_id)
 
     def wake(self) -> None:
         """Sweep now (Kafka is back, say) rather than at the next interval."""
