@@ -196,6 +196,15 @@ async def test_a_ticket_served_start_to_finish_emits_every_step_in_order(hall: H
     ]
     assert [e["sequence"] for e in mine] == sorted(e["sequence"] for e in mine)
     assert mine[-1]["data"]["outcome"] == "needs_materials"
+    stats = (await hall.client.get("/stats/today", headers=OPS)).json()
+    assert (stats["issued"], stats["served"], stats["one_trip_breaches"]) == (1, 1, 1)
+    assert stats["by_window"]["W11"]["served"] == 1
+    assert (await hall.client.get("/stats/today", headers=WINDOW)).status_code == 403
+    metrics = (await hall.client.get("/metrics")).text
+    assert 'goldenkey_tickets_completed_total{outcome="needs_materials"} 1.0' in metrics
+    assert 'goldenkey_tickets_issued_total{category="B",channel="kiosk",priority="none"} 1.0' in metrics
+    assert 'goldenkey_windows_open{category="B"} 1.0' in metrics
+    assert 'goldenkey_queue_waiting{category="B"} 0.0' in metrics
 
 
 async def test_a_tyre_alert_naming_a_waiting_ticket_pages_its_owner(hall: Hall, infra: Any) -> None:

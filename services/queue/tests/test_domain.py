@@ -15,6 +15,7 @@ from goldenkey.queue.domain import (
     Ticket,
     TicketCounter,
     Window,
+    daily_stats,
     estimated_wait,
     next_ticket_for_window,
     pausing_leaves_category_uncovered,
@@ -223,3 +224,26 @@ def test_whatever_the_queue_priority_and_promoted_tickets_come_before_the_rest(
     ahead = [t.priority is not None or now - t.issued_at > TAX.target_wait for t in order]
     assert ahead == sorted(ahead, reverse=True)
     assert len(order) == len(tickets)
+
+
+def test_the_days_figures_count_service_level_and_broken_one_trip_promises() -> None:
+    quick, slow, breach, gone = ticket(1), ticket(2), ticket(3, category="C"), ticket(4)
+    quick.call("W11", T0 + timedelta(minutes=5))
+    quick.start(T0 + timedelta(minutes=5))
+    quick.complete("done", T0 + timedelta(minutes=15))
+    slow.call("W12", T0 + timedelta(minutes=30))
+    slow.start(T0 + timedelta(minutes=30))  # 30 min against a 20 min target
+    slow.complete("done", T0 + timedelta(minutes=40))
+    breach.call("W18", T0 + timedelta(minutes=1))
+    breach.start(T0 + timedelta(minutes=1))
+    breach.complete("needs_materials", T0 + timedelta(minutes=3))
+    gone.call("W11", T0)
+    gone.mark_no_show(T0)
+    stats = daily_stats([quick, slow, breach, gone, ticket(5)], CATEGORIES)
+    assert (stats["issued"], stats["served"], stats["no_shows"], stats["waiting"]) == (5, 3, 1, 1)
+    assert stats["service_level"] == pytest.approx(2 / 3)
+    assert stats["one_trip_breaches"] == 1
+    assert stats["average_wait_s"] == pytest.approx((300 + 1800 + 60) / 3)
+    assert stats["by_category"]["B"]["service_level"] == 0.5  # type: ignore[index]
+    assert stats["by_window"]["W12"]["average_service_s"] == 600  # type: ignore[index]
+    assert "W11" in stats["by_window"]  # type: ignore[operator]

@@ -242,6 +242,13 @@ async def catalog(
     return await queue.store.catalog(category)
 
 
+@router.get("/stats/today", tags=["hall"])
+async def stats_today(queue: Queue, _: Annotated[Principal, Depends(require("ops"))]) -> dict[str, Any]:
+    """Issued, served, no-shows, average wait and service, service level and one-trip breaches,
+    overall, per category and per window."""
+    return await queue.stats_today()
+
+
 @router.get("/queues", tags=["hall"])
 async def queues(queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]) -> list[dict[str, Any]]:
     now, _ = queue.today()

@@ -12,6 +12,7 @@ from goldenkey.contracts import EVENTS
 from goldenkey.kit import Clock, KitSettings, ServiceKit
 from goldenkey.queue import api, handlers
 from goldenkey.queue.domain import Coverage, Ticket, TicketCounter, Window
+from goldenkey.queue.metrics import QueueMetrics
 from goldenkey.queue.service import QueueService
 from goldenkey.queue.store import INDEXES, QueueStore, seed
 
@@ -35,7 +36,9 @@ def build_app(settings: Settings | None = None, clock: Clock | None = None) -> F
         counters=kit.repository("counters", TicketCounter),
         coverage=kit.repository("coverage", Coverage),
     )
-    queue = QueueService(store, kit.clock, kit.calendar, settings.pii_key.get_secret_value())
+    metrics = QueueMetrics(kit.metrics)
+    queue = QueueService(store, kit.clock, kit.calendar, settings.pii_key.get_secret_value(), metrics)
+    kit.metrics.refresh_with(lambda: metrics.refresh(store, lambda: kit.calendar.business_day(kit.clock.now())))
     kit.emits(*(spec.model for spec in EVENTS.values() if spec.producer == kit.service))
     handlers.register(kit, queue)
 

@@ -425,3 +425,40 @@ class Coverage(Aggregate):
         for category in sorted(self.gaps.keys() - uncovered):
             opened = self.gaps.pop(category)
             self.record(CoverageGapClosed(category=category, opened_at=opened, closed_at=at), at=at)
+
+
+# --- the day's figures ---------------------------------------------------------------------------
+
+
+def _figures(tickets: list[Ticket], categories: dict[str, Category]) -> dict[str, float | int | None]:
+    started = [t for t in tickets if t.started_at is not None]
+    served = [t for t in tickets if t.status == "done"]
+    on_time = [t for t in started if t.wait_s <= categories[t.category].target_wait.total_seconds()]
+    return {
+        "issued": len(tickets),
+        "served": len(served),
+        "no_shows": sum(1 for t in tickets if t.status == "no_show"),
+        "cancelled": sum(1 for t in tickets if t.status == "cancelled"),
+        "waiting": sum(1 for t in tickets if t.status == "waiting"),
+        "average_wait_s": sum(t.wait_s for t in started) / len(started) if started else None,
+        "average_service_s": sum(t.service_s for t in served) / len(served) if served else None,
+        "service_level": len(on_time) / len(started) if started else None,
+        "one_trip_breaches": sum(1 for t in served if t.breaks_one_trip_promise),
+    }
+
+
+def daily_stats(tickets: list[Ticket], categories: dict[str, Category]) -> dict[str, object]:
+    """The day at a glance, overall, per category and per window. Service level is the share of
+    tickets whose service started within their category's target wait."""
+    by_window: dict[str, list[Ticket]] = {}
+    for ticket in tickets:
+        if ticket.window_id is not None and ticket.started_at is not None:
+            by_window.setdefault(ticket.window_id, []).append(ticket)
+    return {
+        **_figures(tickets, categories),
+        "by_category": {
+            code: _figures([t for t in tickets if t.category == code], categories)
+            for code in sorted({t.category for t in tickets})
+        },
+        "by_window": {window: _figures(mine, categories) for window, mine in sorted(by_window.items())},
+    }

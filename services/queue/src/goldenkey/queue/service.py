@@ -15,6 +15,7 @@ from goldenkey.queue.domain import (
     Coverage,
     Ticket,
     Window,
+    daily_stats,
     estimated_wait,
     next_ticket_for_window,
     pausing_leaves_category_uncovered,
@@ -23,13 +24,17 @@ from goldenkey.queue.domain import (
     ticket_number,
     uncovered_categories,
 )
+from goldenkey.queue.metrics import QueueMetrics
 from goldenkey.queue.store import QueueStore
 
 COVERAGE_ID = "coverage"
 
 
 class QueueService:
-    def __init__(self, store: QueueStore, clock: Clock, calendar: BusinessCalendar, pii_key: str) -> None:
+    def __init__(
+        self, store: QueueStore, clock: Clock, calendar: BusinessCalendar, pii_key: str, metrics: QueueMetrics
+    ) -> None:
+        self.metrics = metrics
         self.store = store
         self.clock = clock
         self.calendar = calendar
@@ -93,6 +98,7 @@ class QueueService:
             await self.store.tickets.add(ticket)
         except AlreadyExists:
             return await self.store.tickets.require(ticket_id)
+        self.metrics.ticket_issued(ticket)
         await self.announce_approaching(category.code)
         return ticket
 
@@ -116,9 +122,18 @@ class QueueService:
 
     async def act(self, ticket_id: str, action: Callable[[Ticket, datetime], None]) -> Ticket:
         """Apply one step of the lifecycle to a ticket, then tell those now near the front."""
+        before = await self.store.tickets.require(ticket_id)
         ticket = await self.store.tickets.update(ticket_id, lambda t: action(t, self.clock.now()))
+        if before.status != ticket.status and ticket.status == "serving":
+            self.metrics.ticket_started(ticket)
+        if before.status != ticket.status and ticket.status == "done":
+            self.metrics.ticket_completed(ticket)
         await self.announce_approaching(ticket.category)
         return ticket
+
+    async def stats_today(self) -> dict[str, object]:
+        day = self.calendar.business_day(self.clock.now())
+        return {"day": day.isoformat(), **daily_stats(await self.store.of_day(day), await self.store.categories())}
 
     async def transfer(self, ticket_id: str, category_code: str) -> Ticket:
         categories = await self.store.categories()
