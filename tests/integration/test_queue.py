@@ -16,6 +16,7 @@ from goldenkey.kit import ManualClock
 from goldenkey.kit.pii import plate_hash
 from goldenkey.queue.app import Settings, build_app
 from goldenkey.queue.domain import Ticket, ticket_number
+from goldenkey.queue.store import seed
 from tests.support import RunningApp, TopicReader, produce, unique, wait_for
 
 pytestmark = pytest.mark.integration
@@ -233,3 +234,24 @@ async def test_a_tyre_alert_naming_a_waiting_ticket_pages_its_owner(hall: Hall, 
     assert pages[0]["data"]["incident_id"] == "inc-1"
     assert pages[0]["data"].get("window_id") is None, "a waiting citizen is paged on the waiting-area display"
     assert pages[0]["causationid"] == alert.id
+
+
+async def test_an_admin_edits_the_catalogue_without_a_release_and_a_restart_keeps_the_edit(hall: Hall) -> None:
+    admin = {"Authorization": "Bearer dev-admin"}
+    edited = await hall.client.put("/catalog/B001", json={"service_min": 7}, headers=admin)
+    assert edited.status_code == 200
+    assert edited.json()["service_min"] == 7
+    assert (await hall.client.put("/catalog/B001", json={"service_min": 7}, headers=OPS)).status_code == 403
+    assert (await hall.client.put("/catalog/Q999", json={"service_min": 7}, headers=admin)).status_code == 404
+    assert (await hall.client.put("/catalog/B001", json={"service_min": 0}, headers=admin)).status_code == 422
+    assert (await hall.client.put("/catalog/B001", json={"materials": ["身份证"]}, headers=admin)).status_code == 422
+    target = await hall.client.put("/categories/B", json={"target_wait_min": 25}, headers=admin)
+    assert target.json()["target_wait_min"] == 25
+    await seed(hall.queue.store.db, hall.queue.store.windows)  # what every start does
+    item = [
+        row for row in (await hall.client.get("/catalog?category=B", headers=KIOSK)).json() if row["code"] == "B001"
+    ]
+    assert item[0]["service_min"] == 7
+    assert len((await hall.client.get("/catalog", headers=KIOSK)).json()) >= 502
+    assert len((await hall.client.get("/categories", headers=KIOSK)).json()) >= 8
+    assert len((await hall.client.get("/windows", headers=KIOSK)).json()) == 58

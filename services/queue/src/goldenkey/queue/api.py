@@ -57,6 +57,21 @@ class StartService(Strict):
     staff_id: StaffId | None = None
 
 
+class EditItem(Strict):
+    name_zh: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    name_en: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    service_min: Annotated[int, Field(ge=1, le=240)] | None = None
+    materials: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=20)
+    materials_en: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(default=None, max_length=20)
+
+
+class EditCategory(Strict):
+    name_zh: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    name_en: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    target_wait_min: Annotated[int, Field(ge=1, le=240)] | None = None
+    service_min: Annotated[int, Field(ge=1, le=240)] | None = None
+
+
 def service(request: Request) -> QueueService:
     return request.app.state.queue  # type: ignore[no-any-return]
 
@@ -247,6 +262,38 @@ async def stats_today(queue: Queue, _: Annotated[Principal, Depends(require("ops
     """Issued, served, no-shows, average wait and service, service level and one-trip breaches,
     overall, per category and per window."""
     return await queue.stats_today()
+
+
+@router.put("/catalog/{code}", tags=["hall"])
+async def edit_item(
+    code: str, body: EditItem, queue: Queue, _: Annotated[Principal, Depends(require("admin"))]
+) -> dict[str, Any]:
+    """Change a service item (names, minutes, required materials): admin only."""
+    changes = body.model_dump(exclude_none=True)
+    if not changes:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "nothing to change")
+    if ("materials" in changes) != ("materials_en" in changes):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "change materials and materials_en together")
+    if "materials" in changes and len(changes["materials"]) != len(changes["materials_en"]):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "materials and materials_en differ in length")
+    edited = await queue.store.edit("catalog", code, changes)
+    if edited is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no service item {code}")
+    return edited
+
+
+@router.put("/categories/{code}", tags=["hall"])
+async def edit_category(
+    code: str, body: EditCategory, queue: Queue, _: Annotated[Principal, Depends(require("admin"))]
+) -> dict[str, Any]:
+    """Change a category's names, target wait or typical service time: admin only."""
+    changes = body.model_dump(exclude_none=True)
+    if not changes:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "nothing to change")
+    edited = await queue.store.edit("categories", code, changes)
+    if edited is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no category {code}")
+    return edited
 
 
 @router.get("/queues", tags=["hall"])

@@ -86,6 +86,16 @@ class QueueStore:
         query = {"category": category} if category else {}
         return [self._public(row) async for row in self.db[CATALOG].find(query, sort=[("code", 1)])]
 
+    async def edit(self, collection: str, code: str, changes: Document) -> Document | None:
+        """An admin's edit of a catalogue item or a category: the data lives in the database once
+        loaded, so the hall can change it without a release."""
+        async with self.tickets.locks.writing(collection, code):
+            result = await self.db[collection].update_one({"_id": code}, {"$set": changes})
+        if result.matched_count == 0:
+            return None
+        row = await self.db[collection].find_one({"_id": code})
+        return None if row is None else self._public(row)
+
     async def all_windows(self) -> list[Window]:
         return await self.windows.find({}, sort=[("_id", 1)])
 
