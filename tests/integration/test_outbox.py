@@ -137,3 +137,28 @@ async def test_two_relays_at_once_keep_each_subjects_events_in_order(infra: Any)
         assert set(seen) == set(range(1, coats + 2))
     for publisher in publishers:
         await publisher.broker.stop()
+
+
+async def test_a_burst_of_saves_on_one_document_goes_out_in_order_without_waiting_for_a_sweep(
+    infra: Any,
+) -> None:
+    contract = new_contract()
+    settings = settings_for(infra)
+    kit = ServiceKit(settings)
+    publisher = await started_publisher(settings, [contract.widgets_topic])
+    relay = OutboxRelay(kit.db, kit.locks, publisher, ["widgets"], interval_s=600)  # no sweep will help
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks, relay=relay)
+    async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
+        relay.start()
+        await asyncio.sleep(0.2)  # the start-up sweep is done
+        widget = Widget(id="w1", colour="red")
+        widget.record(contract.WidgetMade(widget_id="w1", colour="red"), at=NOW)
+        await widgets.add(widget)
+        for coat in range(20):  # each save nudges while the previous nudge may hold the lease
+            widget.colour = "blue" if coat % 2 == 0 else "red"
+            widget.record(contract.WidgetPainted(widget_id="w1", colour=widget.colour), at=NOW)
+            await widgets.save(widget)
+        await reader.wait_events(21, timeout=15)
+        await relay.stop()
+    assert [e["sequence"] for e in reader.events()] == list(range(1, 22))
+    await publisher.broker.stop()

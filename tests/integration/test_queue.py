@@ -255,3 +255,20 @@ async def test_an_admin_edits_the_catalogue_without_a_release_and_a_restart_keep
     assert len((await hall.client.get("/catalog", headers=KIOSK)).json()) >= 502
     assert len((await hall.client.get("/categories", headers=KIOSK)).json()) >= 8
     assert len((await hall.client.get("/windows", headers=KIOSK)).json()) == 58
+
+
+async def test_approaching_goes_out_once_when_a_ticket_reaches_position_three(hall: Hall, infra: Any) -> None:
+    await hall.open("W11")
+    await wait_for(hall.app.state.kit.kafka_ready.is_set)
+    async with TopicReader(infra.kafka_bootstrap, "queue.tickets") as reader:
+        tickets = [(await hall.issue("B003"))["ticket_id"] for _ in range(5)]
+
+        def approaching() -> dict[str, int]:
+            return {t: sum(1 for e in events_of(reader, t) if e["type"] == "ticket.approaching") for t in tickets}
+
+        await wait_for(lambda: sum(approaching().values()) == 3)
+        assert (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).json()["ticket_id"] == tickets[0]
+        await wait_for(lambda: approaching()[tickets[3]] == 1)
+        await asyncio.sleep(0.5)
+        counts = approaching()
+    assert counts == {tickets[0]: 1, tickets[1]: 1, tickets[2]: 1, tickets[3]: 1, tickets[4]: 0}

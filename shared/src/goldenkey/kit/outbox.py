@@ -97,8 +97,11 @@ class OutboxRelay:
             try:
                 # By _id alone: the one filter FerretDB answers without reading the whole collection.
                 document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox_n": 1})
-                if document is not None and document.get("outbox_n", 0) > 0:
-                    await self._relay_document(collection, aggregate_id)
+                pending = document is not None and document.get("outbox_n", 0) > 0
+                if pending and await self._relay_document(collection, aggregate_id) is None:
+                    # Leased by another worker or relay, which may have read the outbox before
+                    # these events arrived: look again shortly rather than leave them to a sweep.
+                    asyncio.get_running_loop().call_later(0.05, self.nudge, collection, aggregate_id)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # try this one again shortly; the sweeper is the safety net
@@ -164,7 +167,12 @@ class OutboxRelay:
         if lease is None:
             return None
         try:
-            return await self._publish_leased(collection, aggregate_id)
+            # Until the outbox is empty: a save may append while we publish, and its nudge finds
+            # the lease taken and leaves the new events to us.
+            published = 0
+            while batch := await self._publish_leased(collection, aggregate_id):
+                published += batch
+            return published
         finally:
             await self.locks.release(lease_key, lease)
 
