@@ -177,11 +177,14 @@ class OutboxRelay:
             await self.locks.release(lease_key, lease)
 
     async def _publish_leased(self, collection: str, aggregate_id: Any) -> int:
-        document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox": 1})
+        document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox": 1, "outbox_n": 1})
         entries: list[dict[str, Any]] = (document or {}).get("outbox", [])[: self.batch]
-        if not entries:  # the count says pending but nothing is: mend the count
-            async with self.locks.writing(collection, aggregate_id):
-                await self.db[collection].update_one({"_id": aggregate_id, "outbox": []}, {"$set": {"outbox_n": 0}})
+        if not entries:
+            if document is not None and document.get("outbox_n", 0) > 0:  # the count is off: mend it
+                async with self.locks.writing(collection, aggregate_id):
+                    current = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox": 1})
+                    if current is not None and not current.get("outbox"):
+                        await self.db[collection].update_one({"_id": aggregate_id}, {"$set": {"outbox_n": 0}})
             return 0
         await self.publisher.publish_batch(
             [(e["topic"], e["key"].encode(), e["value"].encode(), {"content-type": CONTENT_TYPE}) for e in entries]

@@ -117,7 +117,7 @@ async def issue_ticket(
     body: IssueTicket, request: Request, queue: Queue, _: Annotated[Principal, Depends(require("kiosk"))]
 ) -> dict[str, Any]:
     """Take a ticket for a service item; `Idempotency-Key` makes a kiosk's retry safe."""
-    ticket = await queue.issue(
+    ticket, position, wait = await queue.issue(
         creation_id(request),
         item_code=body.item_code,
         channel=body.channel,
@@ -126,7 +126,8 @@ async def issue_ticket(
         phone=body.phone,
         plate=body.plate,
     )
-    _, position, wait = await queue.status(ticket.id)
+    if position is None:  # a retry of a ticket issued before: where it stands now
+        _, position, wait = await queue.status(ticket.id)
     return {
         "ticket_id": ticket.id,
         "number": ticket.number,

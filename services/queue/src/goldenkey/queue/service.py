@@ -56,10 +56,11 @@ class QueueService:
         needs: list[Need],
         phone: str | None,
         plate: str | None,
-    ) -> Ticket:
+    ) -> tuple[Ticket, int | None, float | None]:
+        """Issue a ticket; with its position and estimated wait (None when it existed already)."""
         existing = await self.store.tickets.get(ticket_id)
         if existing is not None:  # a retried request that ran before: the first ticket stands
-            return existing
+            return existing, None, None
         item = await self.store.item(item_code)
         if item is None:
             raise Invalid(f"unknown service item {item_code!r}; see GET /catalog")
@@ -97,10 +98,10 @@ class QueueService:
         try:
             await self.store.tickets.add(ticket)
         except AlreadyExists:
-            return await self.store.tickets.require(ticket_id)
+            return await self.store.tickets.require(ticket_id), None, None
         self.metrics.ticket_issued(ticket)
-        await self.announce_approaching(category.code)
-        return ticket
+        await self.announce_approaching(category.code, [*waiting, ticket])
+        return ticket, position, wait
 
     async def status(self, ticket_id: str) -> tuple[Ticket, int | None, float | None]:
         ticket = await self.store.tickets.require(ticket_id)

@@ -128,9 +128,14 @@ class QueueStore:
 
     async def recent_service_time(self, category: Category, day: date, sample: int = 20) -> timedelta:
         """The mean of the category's last services today, or its catalogue time before any."""
-        done = [t for t in await self.of_day(day) if t.category == category.code and t.status == "done"]
-        done.sort(key=lambda t: t.completed_at or t.issued_at, reverse=True)
-        times = [t.service_s for t in done[:sample] if t.service_s > 0]
+        cursor = self.db["tickets"].find(
+            {"day": day.isoformat(), "status": "done", "category": category.code},
+            {"started_at": 1, "completed_at": 1},
+        )
+        done = [row async for row in cursor if row.get("started_at") and row.get("completed_at")]
+        done.sort(key=lambda row: row["completed_at"], reverse=True)
+        times = [(row["completed_at"] - row["started_at"]).total_seconds() for row in done[:sample]]
+        times = [t for t in times if t > 0]
         return timedelta(seconds=sum(times) / len(times)) if times else category.service_time
 
     @staticmethod

@@ -1,0 +1,681 @@
+"""`POST /tickets` on one instance of the queue service, measured against ceilings taken in the same run (DESIGN §10).
+
+The service runs as a separate process, as in production (`python -m goldenkey.queue`), on its own
+database. A kiosk's load of N requests, C at a time, gives requests/s and latency percentiles;
+the service's resident memory is read before and after it. Ceilings: a trivial endpoint of the same
+service (`GET /health/live`, the HTTP stack alone) and raw PyMongo `insert_one` into the same
+database, both at the same concurrency. Afterwards, the `ticket.issued` events of the tickets
+issued are counted on `queue.tickets`, and the service is stopped with SIGTERM.
+
+    .venv/bin/python bench/queue_tickets.py [--requests N] [--concurrency C] [--seconds S]
+
+No request starts after S seconds; the rate is then of those done, and the table says so. Uses
+the Kafka and MongoDB-protocol server named by GOLDENKEY_KAFKA_BOOTSTRAP and GOLDENKEY_MONGODB_URL
+when both are set, otherwise a throwaway native stack on free loopback ports
+(deploy/native/devstack.py). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `deploy.native.devstack` lives at the repo root
+    sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+from aiokafka import AIOKafkaConsumer  # noqa: E402
+from pymongo import AsyncMongoClient  # noqa: E402
+
+from deploy.native import devstack  # noqa: E402
+from goldenkey.contracts.topics import QUEUE_TICKETS  # noqa: E402
+
+ITEM_CODES = ("A001", "B001", "C001", "D001")
+"""Service items of four different categories, taken in turn."""
+KIOSK = {"Authorization": "Bearer dev-kiosk"}
+READY_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+SINGLE = 12
+"""Requests sent one at a time before the load, for a latency without queueing."""
+PARTS = {"FerretDB": "ferretdb", "Kafka": "kafka"}
+"""The throwaway stack's processes whose CPU time is reported, by their pid files' names."""
+
+
+@dataclass
+class Infra:
+    kafka_bootstrap: str
+    mongodb_url: str
+    kafka: str
+    native: bool
+    processes: dict[str, int] = field(default_factory=dict)
+    """Pids of the broker's and the database's processes, when this machine runs them (CPU figures)."""
+
+
+@dataclass
+class Row:
+    figure: str
+    value: float | None
+    unit: str
+    ceiling: str = ""
+    ceiling_value: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.value is None or not self.ceiling_value:
+            return None
+        return self.value / self.ceiling_value
+
+
+@dataclass
+class Load:
+    """What a run of requests gave: how many, how fast, the failures."""
+
+    attempted: int = 0
+    ok: int = 0
+    took: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    """Seconds, of the successful requests."""
+    errors: Counter[str] = field(default_factory=Counter)
+    answered: dict[str, float] = field(default_factory=dict)
+    """ticket id → when its 201 came back (`time.time()`)."""
+
+    @property
+    def rate(self) -> float | None:
+        return self.ok / self.took if self.took > 0 and self.ok else None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def percentile(values: Iterable[float], p: float) -> float | None:
+    """Nearest-rank percentile, in milliseconds."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return 1000 * ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+async def in_parallel(count: int, operation: Callable[[int], Awaitable[None]], *, tasks: int, until: float) -> int:
+    """Run `operation(0..count-1)`, `tasks` at a time, starting none after `until` (a
+    `time.monotonic()`); how many started."""
+    started = 0
+
+    async def worker() -> None:
+        nonlocal started
+        while started < count and time.monotonic() < until:
+            i = started
+            started += 1
+            await operation(i)
+
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    return started
+
+
+def cut_note(done: int, n: int, seconds: float) -> str:
+    return "" if done >= n else f"; cut at {seconds:.0f}s with {done}/{n} done"
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in kB, from /proc/<pid>/status."""
+    found: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = int(value.split()[0])
+    except OSError:
+        pass
+    return found
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime and stime: fields 14 and 15 of stat
+
+
+class CpuMeter:
+    """CPU time each process of interest used between `start()` and `stop()`."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = processes
+        self._began: dict[str, float | None] = {}
+        self._wall = 0.0
+        self.used: dict[str, float] = {}
+        self.wall = 0.0
+
+    def start(self) -> None:
+        self._began = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        self._began["bench (load generator)"] = time.process_time()
+        self._wall = time.monotonic()
+
+    def stop(self) -> CpuMeter:
+        self.wall = time.monotonic() - self._wall
+        now = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        now["bench (load generator)"] = time.process_time()
+        self.used = {
+            name: end - began
+            for name, end in now.items()
+            if end is not None and (began := self._began.get(name)) is not None
+        }
+        return self
+
+    def summary(self, requests: int) -> list[str]:
+        if not self.wall or not requests:
+            return ["—"]
+        return [
+            f"{name:<22} {used / self.wall:4.0%} of a core, {1000 * used / requests:6.1f} ms a request"
+            + (f"; on a core of its own at most {fmt(requests / used, 'req/s')}" if used / self.wall >= 0.2 else "")
+            for name, used in self.used.items()
+        ]
+
+
+def mib(kb: int | None) -> str:
+    return "—" if kb is None else f"{kb / 1024:.1f} MiB"
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
+class Service:
+    """`python -m goldenkey.queue` as a child process, its log in a file."""
+
+    def __init__(self, infra: Infra, database: str, log: Path) -> None:
+        self.port = devstack.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.env = {
+            **os.environ,
+            "GOLDENKEY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+            "GOLDENKEY_MONGODB_URL": infra.mongodb_url,
+            "GOLDENKEY_MONGODB_DATABASE": database,
+            "GOLDENKEY_HTTP_PORT": str(self.port),
+            "GOLDENKEY_DEV_TOKENS": "true",
+            "GOLDENKEY_BUSINESS_HOURS": "Mon-Sun 00:00-24:00",
+            "GOLDENKEY_LOG_LEVEL": "WARNING",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "goldenkey.queue"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    async def ready(self, client: httpx.AsyncClient) -> float:
+        """Seconds from start until /health/ready answered 200."""
+        assert self.proc is not None
+        began = time.monotonic()
+        while time.monotonic() - began < READY_TIMEOUT_S:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if (await client.get("/health/ready", timeout=3)).status_code == 200:
+                    return time.monotonic() - began
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"the queue service did not become ready; log tail:\n{self.tail()}")
+
+    def stop(self) -> tuple[float | None, int | None]:
+        """SIGTERM, then wait: seconds until it exited and its exit code (None: it had to be killed)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None, None if self.proc is None else self.proc.returncode
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None, None
+        return time.monotonic() - began, code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def complaints(self) -> Counter[str]:
+        """Warnings, errors and tracebacks in the service's log, by message."""
+        found: Counter[str] = Counter()
+        for line in self.log.read_text(errors="replace").splitlines() if self.log.exists() else []:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                if "Traceback" in line:
+                    found["Traceback (not JSON)"] += 1
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
+                found[f"{entry['level']}: {entry.get('event')}"] += 1
+        return found
+
+
+class IssuedEvents:
+    """Reads `queue.tickets` without a consumer group, noting when each `ticket.issued` arrived
+    (wall clock), by ticket id."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.consumer = AIOKafkaConsumer(
+            QUEUE_TICKETS, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        self.arrived: dict[str, float] = {}
+        self.stamped: dict[str, float] = {}
+        """ticket id → the event's own `time` (set by the service as it issued the ticket)."""
+        self.types: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> IssuedEvents:
+        await self.consumer.start()
+        deadline = time.monotonic() + 30
+        while not self.consumer.assignment():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no partitions of {QUEUE_TICKETS} assigned within 30s")
+            await asyncio.sleep(0.05)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batch.values():
+                for record in records:
+                    try:
+                        event = json.loads(record.value or b"")
+                    except ValueError:
+                        continue
+                    self.types[event.get("type", "?")] += 1
+                    if event.get("type") == "ticket.issued" and event["data"]["ticket_id"] not in self.arrived:
+                        self.arrived[event["data"]["ticket_id"]] = now
+                        self.stamped[event["data"]["ticket_id"]] = datetime.fromisoformat(event["time"]).timestamp()
+
+    async def wait_for(self, ids: Iterable[str], until: float) -> bool:
+        """Whether every one of `ids` has arrived by `until` (a `time.monotonic()`)."""
+        wanted = set(ids)
+        while not wanted <= self.arrived.keys():
+            if time.monotonic() > until:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+
+# --- the figures -----------------------------------------------------------------------------
+
+
+async def issue_tickets(
+    client: httpx.AsyncClient, n: int, concurrency: int, seconds: float, prefix: str, load: Load | None = None
+) -> Load:
+    """N `POST /tickets` from a kiosk, each with its own Idempotency-Key, `concurrency` at a time."""
+    load = load or Load()
+
+    async def issue(i: int) -> None:
+        headers = {**KIOSK, "Idempotency-Key": f"{prefix}-{i}"}
+        body = {"item_code": ITEM_CODES[i % len(ITEM_CODES)], "channel": "kiosk"}
+        began = time.perf_counter()
+        try:
+            response = await client.post("/tickets", json=body, headers=headers)
+        except httpx.HTTPError as error:
+            load.errors[f"{type(error).__name__}: {error}"[:200]] += 1
+            return
+        took = time.perf_counter() - began
+        if response.status_code != 201:
+            load.errors[f"{response.status_code} {response.text[:160]}"] += 1
+            return
+        load.ok += 1
+        load.latencies.append(took)
+        load.answered[response.json()["ticket_id"]] = time.time()
+
+    began = time.monotonic()
+    load.attempted = await in_parallel(n, issue, tasks=concurrency, until=began + seconds)
+    load.took = time.monotonic() - began
+    return load
+
+
+async def health_live(client: httpx.AsyncClient, n: int, concurrency: int, seconds: float) -> Load:
+    load = Load()
+
+    async def get(_: int) -> None:
+        began = time.perf_counter()
+        try:
+            response = await client.get("/health/live")
+        except httpx.HTTPError as error:
+            load.errors[f"{type(error).__name__}: {error}"[:200]] += 1
+            return
+        if response.status_code != 200:
+            load.errors[f"{response.status_code} {response.text[:160]}"] += 1
+            return
+        load.ok += 1
+        load.latencies.append(time.perf_counter() - began)
+
+    began = time.monotonic()
+    load.attempted = await in_parallel(n, get, tasks=concurrency, until=began + seconds)
+    load.took = time.monotonic() - began
+    return load
+
+
+async def mongo_ceilings(
+    infra: Infra, database: str, n: int, concurrency: int, seconds: float
+) -> tuple[list[Row], dict[str, Any]]:
+    """Raw PyMongo at the same concurrency, into the service's database: N ticket-shaped
+    documents inserted, then found again by _id."""
+    async with AsyncMongoClient(infra.mongodb_url, tz_aware=True) as client:
+        db = client[database]
+        info = await db.command("buildInfo")
+        collection = db["bench_raw"]
+        now = datetime.now(UTC)
+
+        def document(i: int) -> dict[str, Any]:  # about the size and shape of a stored ticket
+            event = {"type": "ticket.issued", "id": secrets.token_hex(16), "time": now.isoformat(), "data": {}}
+            return {
+                "_id": f"t{i}-{secrets.token_hex(8)}",
+                **{"number": f"A{i:03d}", "category": "A", "item_code": "A001", "channel": "kiosk"},
+                "status": "waiting",
+                **{"day": now.date().isoformat(), "issued_at": now, "needs": [], "call_count": 0, "seq": 1},
+                **{"applied": [], "version": 1, "outbox_n": 1},
+                "outbox": [{"id": event["id"], "topic": QUEUE_TICKETS, "key": f"t{i}", "value": json.dumps(event)}],
+            }
+
+        documents = [document(i) for i in range(n)]
+
+        async def insert(i: int) -> None:
+            await collection.insert_one(documents[i])
+
+        async def find(i: int) -> None:
+            await collection.find_one({"_id": documents[i]["_id"]})
+
+        rows = []
+        for label, operation in (("insert_one", insert), ("find_one by _id", find)):
+            began = time.monotonic()
+            done = await in_parallel(n, operation, tasks=concurrency, until=began + seconds)
+            took = time.monotonic() - began
+            rate = done / took if took > 0 and done else None
+            if label == "insert_one" and done < n:  # the lookups should see all N documents
+                await collection.insert_many(documents[done:])
+            note = f"{n} documents of about {len(json.dumps(documents[0], default=str))} B" + cut_note(done, n, seconds)
+            rows.append(Row(f"MongoDB {label} x{concurrency}", rate, "op/s", note=note))
+        await collection.drop()
+    rows[0].figure += " [ceiling]"
+    rows[1].note += "; for reference"
+    return rows, info
+
+
+def database_name(info: dict[str, Any], native: bool) -> str:
+    if ferret := info.get("ferretdbVersion"):
+        backend = "SQLite backend in the native stack; " if native else ""
+        return f"FerretDB {ferret} ({backend}answers as MongoDB {info.get('version')})"
+    return f"MongoDB {info.get('version', '?')}"
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    text = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    return f"{text} {unit}".strip()
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("figure", "value", "ceiling", "ratio")
+    cells = [
+        (
+            r.figure,
+            fmt(r.value, r.unit),
+            f"{r.ceiling} {fmt(r.ceiling_value)}" if r.ceiling else "",
+            "" if r.ratio is None else f"{r.ratio:.0%}" if r.ratio >= 0.1 else f"{r.ratio:.1%}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
+
+    def line(values: Iterable[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
+
+    print(line(header))
+    print(line("-" * w for w in widths))
+    for r, c in zip(rows, cells, strict=True):
+        print((line(c) + (f"  {r.note}" if r.note else "")).rstrip())
+
+
+def print_errors(label: str, load: Load) -> None:
+    if not load.errors:
+        return
+    print(f"\n{label}: {sum(load.errors.values())} failed:")
+    for message, count in load.errors.most_common(10):
+        print(f"  {count:5d} × {message}")
+
+
+async def measure(infra: Infra, n: int, concurrency: int, seconds: float, workdir: Path) -> None:
+    began = time.monotonic()
+
+    def step(what: str) -> None:
+        print(f"queue_tickets: {what}…", file=sys.stderr, flush=True)
+
+    run = secrets.token_hex(4)
+    database = f"goldenkey_bench_queue_{run}"
+    service = Service(infra, database, workdir / "queue.log")
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    client = httpx.AsyncClient(base_url=service.url, limits=limits, timeout=REQUEST_TIMEOUT_S)
+    stopped: tuple[float | None, int | None] = (None, None)
+    try:
+        step("starting the queue service")
+        service.start()
+        ready_in = await service.ready(client)
+        at_ready = memory(service.pid)
+
+        async with IssuedEvents(infra.kafka_bootstrap) as events:
+            step("warm-up")
+            # Untimed: every path is warm (connections, the first counter of each category).
+            warm = await issue_tickets(client, len(ITEM_CODES), concurrency, seconds, f"bench-{run}-warm")
+            if not warm.ok:
+                print_errors("warm-up", warm)
+                raise RuntimeError(f"no warm-up ticket was issued; service log tail:\n{service.tail()}")
+            await health_live(client, 50, concurrency, seconds)
+            step(f"{SINGLE} POST /tickets one at a time")
+            single = await issue_tickets(client, SINGLE, 1, seconds / 4, f"bench-{run}-single")
+
+            processes = {"queue service": service.pid, **infra.processes}
+            step("ceilings")
+            live_cpu = CpuMeter(processes)
+            live_cpu.start()
+            live = await health_live(client, max(n, 1000), concurrency, seconds / 4)
+            live_cpu.stop()
+            mongo_rows, info = await mongo_ceilings(infra, database, n, concurrency, seconds / 4)
+            insert_ceiling = mongo_rows[0].value
+
+            step(f"{n} POST /tickets, {concurrency} at a time")
+            before = memory(service.pid)
+            load_cpu = CpuMeter(processes)
+            load_cpu.start()
+            load = await issue_tickets(client, n, concurrency, seconds, f"bench-{run}")
+            load_cpu.stop()
+            after = memory(service.pid)
+
+            step("waiting for the ticket.issued events")
+            issued = {**warm.answered, **single.answered, **load.answered}
+            last_answer = max(load.answered.values(), default=time.time())
+            all_seen = await events.wait_for(issued, time.monotonic() + max(30.0, seconds / 2))
+            seen = {t: events.arrived[t] for t in issued if t in events.arrived}
+            lags = [seen[t] - events.stamped[t] for t in load.answered if t in seen]
+            last_event = max((seen[t] for t in load.answered if t in seen), default=None)
+            event_types = dict(events.types)
+
+        step("stopping the service (SIGTERM)")
+        await client.aclose()
+        stopped = service.stop()
+    finally:
+        await client.aclose()
+        service.kill()
+        async with AsyncMongoClient(infra.mongodb_url) as mongo:
+            await mongo.drop_database(database)
+
+    cut = cut_note(load.attempted, n, seconds)
+    rows = [
+        Row(f"GET /health/live x{concurrency} [ceiling]", live.rate, "req/s", note="the HTTP stack alone"),
+        *mongo_rows,
+        Row(
+            f"POST /tickets x{concurrency}",
+            load.rate,
+            "req/s",
+            "health/live",
+            live.rate,
+            f"target ≥ 500 req/s; {load.ok} issued, {sum(load.errors.values())} failed{cut}",
+        ),
+        Row(f"POST /tickets x{concurrency}", load.rate, "req/s", "insert_one", insert_ceiling, "the same, to MongoDB"),
+        Row("  latency, p50", percentile(load.latencies, 50), "ms", note="of the 201s; closed loop, so ≈ C / rate"),
+        Row("  latency, p99", percentile(load.latencies, 99), "ms", note="target < 50 ms"),
+        Row("  latency, max", percentile(load.latencies, 100), "ms"),
+        Row("  health/live latency, p99", percentile(live.latencies, 99), "ms", note="for reference"),
+        Row(
+            "POST /tickets x1, latency p50",
+            percentile(single.latencies, 50),
+            "ms",
+            note=f"{single.ok} requests one at a time, before the load (tickets {len(warm.answered) + 1}"
+            f"–{len(warm.answered) + single.ok} of the day)",
+        ),
+        Row("POST /tickets x1, latency max", percentile(single.latencies, 100), "ms"),
+        Row("ticket.issued time → seen, p50", percentile(lags, 50), "ms", note="event time → relay → Kafka → reader"),
+        Row("ticket.issued time → seen, p99", percentile(lags, 99), "ms"),
+    ]
+    print(
+        f"\nqueue tickets — {n} POST /tickets to one queue service, {concurrency} at a time,"
+        f" no request started after {seconds:.0f}s\n"
+    )
+    print_table(rows)
+    print_errors("POST /tickets", load)
+    print_errors("GET /health/live", live)
+    print_errors("POST /tickets one at a time", single)
+
+    print()
+    wanted, earlier = len(issued), len(warm.answered) + len(single.answered)
+    if last_event is None:
+        after_last = "none seen"
+    else:
+        gap = last_event - last_answer
+        after_last = f"arrived {abs(gap):.2f}s {'after' if gap >= 0 else 'before'} the last 201 came back"
+    print(
+        f"events:    {len(seen)}/{wanted} ticket.issued seen"
+        f" ({'all' if all_seen else 'NOT all'}; {earlier} of them from before the load);"
+        f" the load's last {after_last}"
+    )
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(event_types.items()))
+    print(f"           on {QUEUE_TICKETS}, read from its start: {kinds}")
+    print(
+        f"memory:    service RSS {mib(at_ready.get('VmRSS'))} when ready, {mib(before.get('VmRSS'))} before the load,"
+        f" {mib(after.get('VmRSS'))} after it (peak {mib(after.get('VmHWM'))})"
+    )
+    for label, meter, done in (("POST /tickets", load_cpu, load.ok), ("GET /health/live", live_cpu, live.ok)):
+        print(f"cpu:       during {label} (/proc/<pid>/stat):")
+        for line in meter.summary(done):
+            print(f"             {line}")
+    took, code = stopped
+    exit_note = "killed after no exit" if took is None else f"exited in {took:.2f}s, status {code}"
+    print(f"sigterm:   {exit_note} (the kit allows shutdown_timeout_s, 8s by default)")
+    complaints = service.complaints()
+    if complaints:
+        print("service log: " + "; ".join(f"{count} × {what}" for what, count in complaints.most_common(6)))
+    else:
+        print("service log: no warnings or errors")
+    print(f"started:   ready {ready_in:.1f}s after launch")
+    print()
+    print(f"broker:    {infra.kafka}")
+    print(f"database:  {database_name(info, infra.native)}")
+    locks = os.environ.get("GOLDENKEY_MONGODB_WRITE_LOCKS", "auto")
+    if locks == "auto":
+        locks = "auto (ON for FerretDB)" if "ferretdbVersion" in info else "auto (OFF for MongoDB)"
+    print(f"locks:     per-document write locks (kit/locks.py) {locks}")
+    print(
+        f"client:    Python {platform.python_version()}, httpx {version('httpx')}, uvicorn {version('uvicorn')},"
+        f" fastapi {version('fastapi')}, pymongo {version('pymongo')}; {os.cpu_count()} cores,"
+        " the load generator on the same machine"
+    )
+    print(f"took:      {time.monotonic() - began:.0f}s, stack start-up aside")
+
+
+# --- running it ------------------------------------------------------------------------------
+
+
+def start_stack() -> tuple[Infra, Callable[[], None]]:
+    bootstrap, mongo = os.environ.get("GOLDENKEY_KAFKA_BOOTSTRAP"), os.environ.get("GOLDENKEY_MONGODB_URL")
+    if bootstrap and mongo:
+        return Infra(bootstrap, mongo, f"the broker at {bootstrap} (GOLDENKEY_KAFKA_BOOTSTRAP)", False), lambda: None
+    root = Path(tempfile.mkdtemp(prefix="goldenkey-bench-"))
+    stack = devstack.Stack.throwaway(root)
+
+    def down() -> None:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+    try:
+        stack.up()
+    except BaseException:
+        down()
+        raise
+    kafka = f"Apache Kafka {devstack.KAFKA_VERSION} (KRaft, one node, native throwaway stack)"
+    pids = {name: devstack.read_pid(root / "run" / f"{part}.pid") for name, part in PARTS.items()}
+    processes = {name: pid for name, pid in pids.items() if pid is not None}
+    return Infra(stack.kafka_bootstrap, stack.mongodb_url, kafka, True, processes), down
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--requests", "--events", dest="requests", type=int, default=300, help="POST /tickets to send (default 300)"
+    )
+    parser.add_argument("--concurrency", type=int, default=10, help="requests in flight at once (default 10)")
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="no request starts after this many seconds (default 60)"
+    )
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # so that the throwaway stack goes too
+    workdir = Path(tempfile.mkdtemp(prefix="goldenkey-bench-queue-"))
+    infra, down = start_stack()
+    try:
+        asyncio.run(measure(infra, args.requests, args.concurrency, args.seconds, workdir))
+    finally:
+        down()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
