@@ -58,6 +58,7 @@ class OutboxRelay:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.published_total = 0
+        self._busy = 0
 
     def watch(self, collection: str) -> None:
         if collection not in self.collections:
@@ -79,6 +80,12 @@ class OutboxRelay:
         """Stop taking new work, then publish what is pending for up to `flush_timeout` seconds."""
         self._stopping = True
         self._wake.set()
+        # Let a worker finish the document in hand: cancelled between publishing and removing,
+        # its events would go out twice.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + flush_timeout / 2
+        while self._busy and loop.time() < deadline:  # noqa: ASYNC110 - a bounded poll of a counter
+            await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
         # The loops also check _stopping: on Python 3.11 a cancel that lands as wait_for's inner
@@ -94,6 +101,7 @@ class OutboxRelay:
     async def _worker(self) -> None:
         while not self._stopping:
             collection, aggregate_id = await self._nudged.get()
+            self._busy += 1
             try:
                 # By _id alone: the one filter FerretDB answers without reading the whole collection.
                 document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox_n": 1})
@@ -107,6 +115,8 @@ class OutboxRelay:
             except Exception as error:  # try this one again shortly; the sweeper is the safety net
                 log.warning("outbox publish failed; will retry", error=repr(error))
                 asyncio.get_running_loop().call_later(self.retry_s, self.nudge, collection, aggregate_id)
+            finally:
+                self._busy -= 1
 
     def wake(self) -> None:
         """Sweep now (Kafka is back, say) rather than at the next interval."""
