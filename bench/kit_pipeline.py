@@ -21,10 +21,8 @@ import itertools
 import json
 import os
 import platform
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -42,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from pymongo import AsyncMongoClient, monitoring  # noqa: E402
 
-from deploy.native import devstack  # noqa: E402
+from bench.common import Infra, start_stack  # noqa: E402
 from goldenkey.contracts import CONTENT_TYPE, CloudEvent, envelope_for  # noqa: E402
 from goldenkey.kit import KitSettings, Repository, ServiceKit  # noqa: E402
 from goldenkey.kit.kafka import ensure_topics  # noqa: E402
@@ -56,16 +54,6 @@ WRITERS = 8
 """Concurrent tasks doing database writes (the MongoDB ceilings, and the writes the relay figures need)."""
 BATCH = 100
 """Records sent before waiting for their acks (as many as the kit relay's default `relay_batch`)."""
-
-
-@dataclass
-class Infra:
-    kafka_bootstrap: str
-    mongodb_url: str
-    kafka: str
-    """What the broker is, as far as we know."""
-    native: bool
-    """A throwaway native stack (FerretDB on its SQLite backend)."""
 
 
 @dataclass
@@ -567,26 +555,6 @@ async def pipeline(infra: Infra, n: int, seconds: float) -> Stage:
 
 
 # --- running it ------------------------------------------------------------------------------
-
-
-def start_stack() -> tuple[Infra, Callable[[], None]]:
-    bootstrap, mongo = os.environ.get("GOLDENKEY_KAFKA_BOOTSTRAP"), os.environ.get("GOLDENKEY_MONGODB_URL")
-    if bootstrap and mongo:
-        return Infra(bootstrap, mongo, f"the broker at {bootstrap} (GOLDENKEY_KAFKA_BOOTSTRAP)", False), lambda: None
-    root = Path(tempfile.mkdtemp(prefix="goldenkey-bench-"))
-    stack = devstack.Stack.throwaway(root)
-
-    def down() -> None:
-        stack.down()
-        shutil.rmtree(root, ignore_errors=True)
-
-    try:
-        stack.up()
-    except BaseException:
-        down()
-        raise
-    kafka = f"Apache Kafka {devstack.KAFKA_VERSION} (KRaft, one node, native throwaway stack)"
-    return Infra(stack.kafka_bootstrap, stack.mongodb_url, kafka, True), down
 
 
 async def delete_topics(bootstrap: str) -> None:

@@ -45,6 +45,7 @@ import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
 
+from bench.common import Infra, start_stack  # noqa: E402
 from deploy.native import devstack  # noqa: E402
 from goldenkey.contracts.topics import QUEUE_TICKETS  # noqa: E402
 
@@ -56,18 +57,7 @@ REQUEST_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 SINGLE = 12
 """Requests sent one at a time before the load, for a latency without queueing."""
-PARTS = {"FerretDB": "ferretdb", "Kafka": "kafka"}
 """The throwaway stack's processes whose CPU time is reported, by their pid files' names."""
-
-
-@dataclass
-class Infra:
-    kafka_bootstrap: str
-    mongodb_url: str
-    kafka: str
-    native: bool
-    processes: dict[str, int] = field(default_factory=dict)
-    """Pids of the broker's and the database's processes, when this machine runs them (CPU figures)."""
 
 
 @dataclass
@@ -632,28 +622,6 @@ async def measure(infra: Infra, n: int, concurrency: int, seconds: float, workdi
 
 
 # --- running it ------------------------------------------------------------------------------
-
-
-def start_stack() -> tuple[Infra, Callable[[], None]]:
-    bootstrap, mongo = os.environ.get("GOLDENKEY_KAFKA_BOOTSTRAP"), os.environ.get("GOLDENKEY_MONGODB_URL")
-    if bootstrap and mongo:
-        return Infra(bootstrap, mongo, f"the broker at {bootstrap} (GOLDENKEY_KAFKA_BOOTSTRAP)", False), lambda: None
-    root = Path(tempfile.mkdtemp(prefix="goldenkey-bench-"))
-    stack = devstack.Stack.throwaway(root)
-
-    def down() -> None:
-        stack.down()
-        shutil.rmtree(root, ignore_errors=True)
-
-    try:
-        stack.up()
-    except BaseException:
-        down()
-        raise
-    kafka = f"Apache Kafka {devstack.KAFKA_VERSION} (KRaft, one node, native throwaway stack)"
-    pids = {name: devstack.read_pid(root / "run" / f"{part}.pid") for name, part in PARTS.items()}
-    processes = {name: pid for name, pid in pids.items() if pid is not None}
-    return Infra(stack.kafka_bootstrap, stack.mongodb_url, kafka, True, processes), down
 
 
 def main() -> int:

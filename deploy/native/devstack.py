@@ -273,7 +273,9 @@ class Stack:
             classpath,
         ]
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # StorageTool would read a leading "-" as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
                 [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
                 check=True,
