@@ -92,6 +92,19 @@ async def test_a_rule_that_says_no_is_a_409_naming_the_state(widgets: Any) -> No
     assert "red already" in same.json()["detail"]
 
 
+async def test_a_method_a_path_does_not_serve_is_a_405_naming_every_method_it_does(infra: Any) -> None:
+    _, app = build(settings_for(infra), new_contract())
+
+    async def listing() -> list[str]:
+        return []
+
+    app.add_api_route("/widgets", listing, methods=["GET"])
+    async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+        response = await client.delete("/widgets", headers=KIOSK)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
 async def test_health_metrics_and_documents_are_served(widgets: Any) -> None:
     kit, contract, client = widgets
     await wait_for(kit.kafka_ready.is_set)
@@ -112,7 +125,9 @@ async def test_health_metrics_and_documents_are_served(widgets: Any) -> None:
     assert contract.widgets_topic in channels
     assert contract.requests_topic in channels
     assert docs.status_code == 200
-    assert "/widgets" in openapi.json()["paths"]
+    create = openapi.json()["paths"]["/widgets"]["post"]
+    assert create["security"] == [{"HTTPBearer": ["admin", "kiosk"]}], "the roles that may call it"
+    assert {"400", "401", "403", "413", "503"} <= set(create["responses"])
 
 
 async def test_readiness_turns_503_when_the_database_stops_and_200_when_it_is_back(infra: Any) -> None:

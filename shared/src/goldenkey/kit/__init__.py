@@ -4,7 +4,7 @@ from goldenkey.kit.aggregate import Aggregate, AlreadyExists, ConcurrencyError, 
 from goldenkey.kit.app import ServiceKit, serve
 from goldenkey.kit.auth import Principal, require
 from goldenkey.kit.clock import BusinessCalendar, BusinessHours, Clock, ManualClock, SystemClock
-from goldenkey.kit.errors import Conflict, DomainError, Invalid, Missing
+from goldenkey.kit.errors import Conflict, DomainError, ErrorBody, Invalid, Missing, error_responses
 from goldenkey.kit.http import creation_id
 from goldenkey.kit.mongo import Index
 from goldenkey.kit.settings import KitSettings
@@ -18,6 +18,7 @@ __all__ = [
     "ConcurrencyError",
     "Conflict",
     "DomainError",
+    "ErrorBody",
     "Index",
     "Invalid",
     "KitSettings",
@@ -29,6 +30,7 @@ __all__ = [
     "ServiceKit",
     "SystemClock",
     "creation_id",
+    "error_responses",
     "require",
     "serve",
 ]

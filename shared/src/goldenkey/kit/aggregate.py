@@ -17,9 +17,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from goldenkey.contracts import CloudEvent, EventData, envelope_for, spec_for
+from goldenkey.kit.locks import LocalLocks, Locks
 
 if TYPE_CHECKING:
-    from goldenkey.kit.locks import Locks
     from goldenkey.kit.mongo import Document
     from goldenkey.kit.outbox import OutboxRelay
 
@@ -115,6 +115,7 @@ class Repository(Generic[A]):
         self.model = model
         self.locks = locks
         self.relay = relay
+        self._updating = LocalLocks()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -227,7 +228,22 @@ class Repository(Generic[A]):
 
         With a `cause` (the event being handled), an aggregate that has applied it already is
         returned unchanged: a redelivered event changes nothing and emits nothing new.
+
+        Updates of one aggregate from this process take turns, so a burst of requests on one hot
+        document (a consumable's stock, say) does not spend its attempts racing itself; the
+        version check still settles races with other instances.
         """
+        async with self._updating.hold(aggregate_id):
+            return await self._update(aggregate_id, change, cause=cause, attempts=attempts)
+
+    async def _update(
+        self,
+        aggregate_id: str,
+        change: Callable[[A], Awaitable[None] | None],
+        *,
+        cause: CloudEvent | None,
+        attempts: int,
+    ) -> A:
         for _ in range(attempts):
             aggregate = await self.require(aggregate_id)
             if cause is not None:

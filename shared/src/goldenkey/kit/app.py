@@ -25,7 +25,7 @@ from goldenkey.kit.aggregate import A, AlreadyExists, ConcurrencyError, NotFound
 from goldenkey.kit.auth import TokenRegistry
 from goldenkey.kit.clock import BusinessCalendar, Clock, SystemClock
 from goldenkey.kit.consumer import INBOX, EventConsumer
-from goldenkey.kit.errors import DomainError
+from goldenkey.kit.errors import BODY_TOO_LARGE, DomainError, error_responses
 from goldenkey.kit.http import IDEMPOTENCY, CorrelationIds, IdempotencyKeys
 from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
 from goldenkey.kit.locks import LOCKS, Locks, is_ferretdb
@@ -131,8 +131,8 @@ class ServiceKit:
         app.add_middleware(RequestMetrics, metrics=self.metrics)
         self._install_error_handlers(app)
         app.include_router(self._platform_router())
-        for router in routers:
-            app.include_router(router)
+        for router in routers:  # every route of a service needs a token, reads input, may find the database down
+            app.include_router(router, responses={**error_responses(400, 401, 403, 503), **BODY_TOO_LARGE})
         return app
 
     @contextlib.asynccontextmanager
@@ -264,7 +264,10 @@ class ServiceKit:
         async def live() -> dict[str, str]:
             return {"status": "ok", "service": self.service}
 
-        @router.get("/health/ready")
+        @router.get(
+            "/health/ready",
+            responses={503: {"description": "Kafka or MongoDB is unreachable", "content": {"application/json": {}}}},
+        )
         async def ready() -> JSONResponse:
             ok, body = await self.readiness()
             return JSONResponse(body, status_code=200 if ok else 503)
@@ -299,12 +302,30 @@ class ServiceKit:
         async def contention(_: Request, error: Exception) -> JSONResponse:
             return JSONResponse({"detail": str(error)}, status_code=409)
 
+        async def method_not_allowed(request: Request, error: Exception) -> JSONResponse:
+            # Starlette's `Allow` names the methods of one route on the path; it must name all of them.
+            allow = getattr(error, "headers", None) or {}
+            methods = {method.strip() for method in allow.get("Allow", "").split(",") if method.strip()}
+            for template, operations in request.app.openapi()["paths"].items():
+                if _fits(template, request.url.path):
+                    methods |= {method.upper() for method in operations}
+            return JSONResponse(
+                {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(sorted(methods))}
+            )
+
         for exc in UNAVAILABLE:
             app.add_exception_handler(exc, unavailable)
         app.add_exception_handler(DomainError, domain)
         app.add_exception_handler(NotFound, not_found)
         app.add_exception_handler(AlreadyExists, contention)
         app.add_exception_handler(ConcurrencyError, contention)
+        app.add_exception_handler(405, method_not_allowed)
+
+
+def _fits(template: str, path: str) -> bool:
+    """Whether `path` is an instance of an OpenAPI path template such as `/tickets/{ticket_id}`."""
+    wanted, given = template.split("/"), path.split("/")
+    return len(wanted) == len(given) and all(w == g or w.startswith("{") for w, g in zip(wanted, given, strict=True))
 
 
 def serve(app: FastAPI, settings: KitSettings) -> None:

@@ -10,13 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, TypeAdapter
 
 Role = Literal["kiosk", "window", "concierge", "guard", "ops", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 DEV_TOKENS = {f"dev-{role}": role for role in ROLES}
 """The local dev stack's tokens (deploy/dev-tokens.json holds their hashes)."""
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="A hall token. Each operation lists the roles that may call it as the scopes of its "
+    "security requirement (OpenAPI 3.1 allows role names there).",
+)
 
 
 @dataclass(frozen=True)
@@ -73,11 +79,14 @@ class TokenRegistry:
         )
 
 
-def require(*roles: Role) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    """A FastAPI dependency: the caller must hold one of `roles` (admin may do everything)."""
-    allowed = {*roles, "admin"}
+def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A FastAPI dependency: the caller must hold one of `roles` (admin may do everything).
 
-    async def dependency(request: Request) -> Principal:
+    The OpenAPI document shows the bearer scheme and the roles on every operation that uses it."""
+    allowed = {*roles, "admin"}
+    bearer = Security(BEARER, scopes=sorted(allowed))
+
+    async def dependency(request: Request, _: HTTPAuthorizationCredentials | None = bearer) -> Principal:
         registry: TokenRegistry = request.app.state.tokens
         principal = registry.authenticate(request.headers.get("authorization"))
         if principal.role not in allowed:

@@ -71,6 +71,7 @@ class EventConsumer:
         self.service = settings.service
         self.dlq_topic = dlq_topic(self.service)
         self.handlers: dict[str, Handler] = {}
+        self.without_inbox: set[str] = set()
         self.dlq_counter = dlq_counter.labels(service=self.service)
         self.subscriber: Any = None
         self._stopping = False
@@ -79,8 +80,14 @@ class EventConsumer:
 
     # --- wiring ----------------------------------------------------------------------------
 
-    def on(self, *event_types: str) -> Callable[[Handler], Handler]:
-        """Register a handler for event types; its topics are subscribed when the app starts."""
+    def on(self, *event_types: str, inbox: bool = True) -> Callable[[Handler], Handler]:
+        """Register a handler for event types; its topics are subscribed when the app starts.
+
+        Handled event ids are kept in the `inbox` so a redelivery is skipped. A handler that is
+        idempotent by itself — it only creates aggregates whose ids derive from the event, or
+        updates them with `cause=` — may pass `inbox=False` and save the two reads and writes a
+        message; on FerretDB, whose every lookup reads the whole collection, that matters.
+        """
 
         def register(handler: Handler) -> Handler:
             for event_type in event_types:
@@ -89,6 +96,8 @@ class EventConsumer:
                 if event_type in self.handlers:
                     raise ValueError(f"{event_type!r} already has a handler")
                 self.handlers[event_type] = handler
+                if not inbox:
+                    self.without_inbox.add(event_type)
             return handler
 
         return register
@@ -144,15 +153,22 @@ class EventConsumer:
             return
         token = correlation_id.set(envelope.correlationid)
         try:
-            if await self._retrying(lambda: self._seen(envelope.id)):
+            inbox = envelope.type not in self.without_inbox
+            if inbox and await self._retrying(lambda: self._seen(envelope.id)):
                 log.info("duplicate event skipped", event_id=envelope.id, type=envelope.type)
                 return
-            await self._handle(record, handler, envelope, data)
+            await self._handle(record, handler, envelope, data, inbox=inbox)
         finally:
             correlation_id.reset(token)
 
     async def _handle(
-        self, record: ConsumerRecord[Any, Any], handler: Handler, envelope: CloudEvent, data: EventData
+        self,
+        record: ConsumerRecord[Any, Any],
+        handler: Handler,
+        envelope: CloudEvent,
+        data: EventData,
+        *,
+        inbox: bool,
     ) -> None:
         failures = 0
         while True:
@@ -176,7 +192,8 @@ class EventConsumer:
                 log.warning("handler failed; retrying", event_id=envelope.id, error=repr(error), attempt=failures)
                 await self._backoff(failures - 1)
         self.handled_total += 1
-        await self._retrying(lambda: self._remember(envelope))
+        if inbox:
+            await self._retrying(lambda: self._remember(envelope))
 
     async def _seen(self, event_id: str) -> bool:
         return await self.db[INBOX].find_one({"_id": event_id}, {"_id": 1}) is not None

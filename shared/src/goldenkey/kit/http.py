@@ -3,6 +3,7 @@ correlation id of a request."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -90,10 +91,13 @@ class IdempotencyKeys:
         record_id = hashlib.sha256(f"{token_hash(authorization)}|{scope['path']}|{key}".encode()).hexdigest()
         fingerprint = hashlib.sha256(body).hexdigest()
         now = datetime.now(UTC)
+        retry = False
         try:
             await store.insert_one({"_id": record_id, "state": "pending", "request": fingerprint, "at": now})
         except DuplicateKeyError:
-            found = await store.find_one({"_id": record_id})
+            retry = True
+            records = {r["_id"]: r async for r in store.find({"_id": {"$in": [record_id, f"{record_id}:done"]}})}
+            found = records.get(f"{record_id}:done") or records.get(record_id)
             if found is not None:
                 if found["request"] != fingerprint:
                     await _send_json(send, 422, {"detail": "this Idempotency-Key was used with a different request"})
@@ -108,7 +112,7 @@ class IdempotencyKeys:
                 {"_id": record_id}, {"state": "pending", "request": fingerprint, "at": now}, upsert=True
             )
 
-        scope.setdefault("state", {})["idempotency_key"] = f"{record_id}"
+        scope.setdefault("state", {}).update(idempotency_key=record_id, idempotency_retry=retry)
         captured: dict[str, Any] = {"status": 500, "headers": {}, "body": b""}
 
         async def capture(message: Message) -> None:
@@ -127,17 +131,20 @@ class IdempotencyKeys:
             await self.app(scope, _replay(body), capture)
         finally:
             if 200 <= captured["status"] < 300:
-                await store.update_one(
-                    {"_id": record_id},
-                    {
-                        "$set": {
+                # The answer is a document of its own beside the pending one: an insert, which
+                # FerretDB 1.24 checks against the _id index, where an update reads the collection.
+                with contextlib.suppress(DuplicateKeyError):  # a taken-over twin stored it first
+                    await store.insert_one(
+                        {
+                            "_id": f"{record_id}:done",
                             "state": "done",
+                            "request": fingerprint,
+                            "at": now,
                             "status": captured["status"],
                             "headers": captured["headers"],
                             "body": captured["body"].decode(errors="replace"),
                         }
-                    },
-                )
+                    )
             else:  # errors write nothing, so a retry may run the command afresh
                 await store.delete_one({"_id": record_id, "state": "pending"})
 
@@ -155,6 +162,14 @@ def creation_id(request: Request) -> str:
     retry that runs again after a crash finds the first one instead of creating a second."""
     key = getattr(request.state, "idempotency_key", None)
     return str(uuid.uuid5(ID_NAMESPACE, key)) if key else str(uuid.uuid4())
+
+
+def may_have_run_before(request: Request) -> bool:
+    """Whether an earlier attempt of this request may have created its thing already: its
+    Idempotency-Key was taken over from an attempt that died. A first key, or none, is a fresh
+    request; its `creation_id` is new, unless an earlier attempt failed after creating it (then
+    the insert finds it)."""
+    return bool(getattr(request.state, "idempotency_retry", False))
 
 
 class CorrelationIds:

@@ -31,13 +31,31 @@ class LockTimeout(RuntimeError):
     """A lock stayed taken for longer than a caller would wait (heavy contention, or a stuck holder)."""
 
 
+class LocalLocks:
+    """One `asyncio.Lock` per key, made on first use and forgotten once nobody holds or awaits it:
+    this process's callers of one key queue here instead of racing each other in the database."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._locks.pop(key, None)
+
+
 class Locks:
     def __init__(self, db: AsyncDatabase[Document], *, serialize_writes: bool = True, ttl_s: float = 10.0) -> None:
         self.db = db
         self.serialize_writes = serialize_writes
         """Whether aggregate writes take the document lock (decided at start: FerretDB or not)."""
         self.ttl = timedelta(seconds=ttl_s)
-        self._local: dict[str, asyncio.Lock] = {}
+        self._local = LocalLocks()
 
     async def try_acquire(self, key: str, ttl: timedelta | None = None) -> str | None:
         """Take `key` if it is free (or its holder's time ran out); the token to release it with."""
@@ -62,17 +80,12 @@ class Locks:
     @contextlib.asynccontextmanager
     async def hold(self, key: str, timeout: float = 10.0) -> AsyncIterator[None]:
         """Hold `key` for the duration; waiters in this process queue locally first."""
-        local = self._local.setdefault(key, asyncio.Lock())
-        try:
-            async with local:
-                token = await self._acquire(key, timeout)
-                try:
-                    yield
-                finally:
-                    await self.release(key, token)
-        finally:
-            if not local.locked() and not getattr(local, "_waiters", None):
-                self._local.pop(key, None)
+        async with self._local.hold(key):
+            token = await self._acquire(key, timeout)
+            try:
+                yield
+            finally:
+                await self.release(key, token)
 
     async def _acquire(self, key: str, timeout: float) -> str:
         loop = asyncio.get_running_loop()

@@ -54,6 +54,7 @@ class OutboxRelay:
         self.batch = batch
         self.workers = workers
         self._nudged: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._queued: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -66,7 +67,10 @@ class OutboxRelay:
 
     def nudge(self, collection: str, aggregate_id: str) -> None:
         """A command just saved events on this document: publish them now rather than at the next sweep."""
-        if not self._stopping:
+        # A document already waiting for a worker gets nothing from a second nudge: the worker reads
+        # its whole outbox when it gets to it.
+        if not self._stopping and (collection, aggregate_id) not in self._queued:
+            self._queued.add((collection, aggregate_id))
             self._nudged.put_nowait((collection, aggregate_id))
 
     # --- running ---------------------------------------------------------------------------
@@ -101,12 +105,12 @@ class OutboxRelay:
     async def _worker(self) -> None:
         while not self._stopping:
             collection, aggregate_id = await self._nudged.get()
+            self._queued.discard((collection, aggregate_id))
             self._busy += 1
             try:
-                # By _id alone: the one filter FerretDB answers without reading the whole collection.
-                document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox_n": 1})
-                pending = document is not None and document.get("outbox_n", 0) > 0
-                if pending and await self._relay_document(collection, aggregate_id) is None:
+                # A nudge means a save has just added events: lease and read the outbox straight away
+                # (an outbox found empty costs the lease, which is rarer than a read first would be).
+                if await self._relay_document(collection, aggregate_id) is None:
                     # Leased by another worker or relay, which may have read the outbox before
                     # these events arrived: look again shortly rather than leave them to a sweep.
                     asyncio.get_running_loop().call_later(0.05, self.nudge, collection, aggregate_id)
@@ -177,12 +181,14 @@ class OutboxRelay:
         if lease is None:
             return None
         try:
-            # Until the outbox is empty: a save may append while we publish, and its nudge finds
-            # the lease taken and leaves the new events to us.
+            # Batch after batch while they come full. Events a save appends meanwhile are not
+            # looked for again here: the save's nudge finds the lease taken and looks again shortly.
             published = 0
-            while batch := await self._publish_leased(collection, aggregate_id):
+            while True:
+                batch = await self._publish_leased(collection, aggregate_id)
                 published += batch
-            return published
+                if batch < self.batch:
+                    return published
         finally:
             await self.locks.release(lease_key, lease)
 
