@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -51,20 +52,29 @@ class Hall:
             assert response.status_code == 200, response.text
 
 
-@pytest.fixture
-async def hall(infra: Any) -> AsyncIterator[Hall]:
-    clock = ManualClock(OPENING)
-    settings = Settings(
-        kafka_bootstrap=infra.kafka_bootstrap,
-        mongodb_url=infra.mongodb_url,
-        mongodb_database=unique("queue_"),
-        dev_tokens=True,
-        consumer_backoff_s=0.05,
-        mongodb_timeout_ms=2000,
+@contextlib.asynccontextmanager
+async def serving(infra: Any, clock: ManualClock, **settings: Any) -> AsyncIterator[Hall]:
+    """The queue service on a fresh database, its time told by `clock`."""
+    app = build_app(
+        Settings(
+            kafka_bootstrap=infra.kafka_bootstrap,
+            mongodb_url=infra.mongodb_url,
+            mongodb_database=unique("queue_"),
+            dev_tokens=True,
+            consumer_backoff_s=0.05,
+            mongodb_timeout_ms=2000,
+            **settings,
+        ),
+        clock=clock,
     )
-    app = build_app(settings, clock=clock)
     async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=30) as client:
         yield Hall(client, app, clock)
+
+
+@pytest.fixture
+async def hall(infra: Any) -> AsyncIterator[Hall]:
+    async with serving(infra, ManualClock(OPENING)) as opened:
+        yield opened
 
 
 def events_of(reader: TopicReader, subject: str) -> list[dict[str, Any]]:
@@ -89,6 +99,21 @@ async def test_a_ticket_is_numbered_per_category_and_announced_on_the_topic(hall
     assert "12345" not in str(issued), "no raw plate on the topic"
 
 
+async def test_two_instances_issuing_at_once_hand_out_every_number_once(hall: Hall) -> None:
+    for _ in range(3):
+        await hall.issue()
+    other = build_app(hall.app.state.kit.settings.model_copy(), clock=hall.clock)
+    async with RunningApp(other) as running, httpx.AsyncClient(base_url=running.url, timeout=30) as client:
+
+        async def issue(through: httpx.AsyncClient) -> str:
+            response = await through.post("/tickets", json={"item_code": "B001", "channel": "kiosk"}, headers=KIOSK)
+            assert response.status_code == 201, response.text
+            return str(response.json()["number"])
+
+        numbers = await asyncio.gather(*(issue(c) for _ in range(10) for c in (hall.client, client)))
+    assert sorted(numbers) == [ticket_number("B", n) for n in range(4, 24)]
+
+
 async def test_bad_input_gets_a_4xx_and_publishes_nothing(hall: Hall) -> None:
     cases = [
         ({"item_code": "Z999", "channel": "kiosk"}, KIOSK, 422, "unknown service item"),
@@ -105,7 +130,7 @@ async def test_bad_input_gets_a_4xx_and_publishes_nothing(hall: Hall) -> None:
         assert response.status_code == code, (body, response.text)
         assert words in response.text.lower()
     assert await hall.queue.store.db["tickets"].count_documents({}) == 0
-    assert await hall.queue.store.db["counters"].count_documents({}) == 0
+    assert await hall.queue.store.db["numbers"].count_documents({}) == 0
 
 
 async def test_ten_windows_calling_at_once_serve_two_hundred_tickets_each_exactly_once(hall: Hall) -> None:
@@ -272,3 +297,22 @@ async def test_approaching_goes_out_once_when_a_ticket_reaches_position_three(ha
         await asyncio.sleep(0.5)
         counts = approaching()
     assert counts == {tickets[0]: 1, tickets[1]: 1, tickets[2]: 1, tickets[3]: 1, tickets[4]: 0}
+
+
+async def test_numbers_start_again_at_001_after_midnight_and_yesterdays_tickets_leave_the_queue(infra: Any) -> None:
+    before_midnight = datetime(2026, 11, 25, 15, 58, tzinfo=UTC)  # 23:58 in Xi'an
+    async with serving(infra, ManualClock(before_midnight), business_hours="Mon-Sun 00:00-24:00") as hall:
+        late = [await hall.issue("B001"), await hall.issue("B002")]
+        hall.clock.advance(timedelta(minutes=3))  # 00:01 on the 26th: a new business day
+        early = await hall.issue("B003")
+        left_over = (await hall.client.get(f"/tickets/{late[0]['ticket_id']}", headers=KIOSK)).json()
+        queues = {row["category"]: row for row in (await hall.client.get("/queues", headers=KIOSK)).json()}
+        await hall.open("W11")
+        called = (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).json()
+        stats = (await hall.client.get("/stats/today", headers=OPS)).json()
+    assert [t["number"] for t in late] == ["B001", "B002"]
+    assert (early["number"], early["position"], early["estimated_wait_s"]) == ("B001", 1, 0.0)
+    assert (left_over["status"], left_over["position"]) == ("waiting", None), "yesterday's ticket has no place today"
+    assert queues["B"]["waiting"] == 1
+    assert called["ticket_id"] == early["ticket_id"], "yesterday's earlier tickets are not called first"
+    assert (stats["day"], stats["issued"]) == ("2026-11-26", 1)

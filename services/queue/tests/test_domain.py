@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from goldenkey.kit import Conflict
+from goldenkey.kit import BusinessCalendar, Conflict
 from goldenkey.queue.domain import (
     Category,
     Coverage,
@@ -55,6 +55,23 @@ def test_numbers_are_the_category_letter_and_a_daily_sequence() -> None:
     assert numbers == ["B001", "B002", "B003"]
     assert ticket_number("B", 1234) == "B1234"
     assert TicketCounter.key(date(2026, 11, 25), "B") != TicketCounter.key(date(2026, 11, 26), "B")
+
+
+def test_numbering_starts_again_at_001_at_midnight_in_xian_not_at_midnight_utc() -> None:
+    calendar = BusinessCalendar.of("Asia/Shanghai", "Mon-Sun 00:00-24:00")
+    counters: dict[str, TicketCounter] = {}
+
+    def number_at(instant: datetime) -> str:
+        key = TicketCounter.key(calendar.business_day(instant), "B")
+        counter = counters.setdefault(key, TicketCounter(id=key))
+        counter.allocate()
+        return ticket_number("B", counter.last)
+
+    midnight = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # 00:00 on the 26th in Xi'an
+    utc_midnight = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)  # 08:00 there: the same business day
+    minutes = [-2, -1 / 60, 0, 1]
+    assert [number_at(midnight + timedelta(minutes=m)) for m in minutes] == ["B001", "B002", "B001", "B002"]
+    assert [number_at(utc_midnight - timedelta(seconds=1)), number_at(utc_midnight)] == ["B003", "B004"]
 
 
 def test_priority_tickets_are_called_first_then_first_come_first_served() -> None:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from goldenkey.contracts.vocabulary import Channel, Need, Outcome, PauseReason, Priority
-from goldenkey.kit import Principal, creation_id, require
-from goldenkey.queue.domain import Ticket, Window
+from goldenkey.kit import Principal, creation_id, error_responses, require
+from goldenkey.kit.http import may_have_run_before
+from goldenkey.queue.domain import Ticket, TicketStatus, Window, WindowState
 from goldenkey.queue.service import QueueService
 
 router = APIRouter()
 ANYONE = ("kiosk", "window", "concierge", "guard", "ops")
 Code = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z][A-Z0-9]{0,15}$")]
 StaffId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
+STEP = error_responses(404, 409)
+"""What a step of a ticket's or a window's lifecycle can end in besides success."""
 
 
 class Strict(BaseModel):
@@ -23,6 +27,10 @@ class Strict(BaseModel):
 
 
 class IssueTicket(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"item_code": "B001", "channel": "kiosk", "priority": "elderly"}]}
+    )
+
     item_code: Code
     channel: Channel
     priority: Priority | None = None
@@ -72,6 +80,69 @@ class EditCategory(Strict):
     service_min: Annotated[int, Field(ge=1, le=240)] | None = None
 
 
+# --- what it answers (documented, and checked on the way out) --------------------------------
+
+
+class IssuedTicket(BaseModel):
+    ticket_id: str
+    number: str
+    category: str
+    position: int | None
+    estimated_wait_s: float | None
+
+
+class TicketView(BaseModel):
+    ticket_id: str
+    number: str
+    category: str
+    item_code: str
+    status: TicketStatus
+    priority: Priority | None
+    needs: list[Need]
+    window_id: str | None
+    call_count: int
+    issued_at: datetime
+    outcome: Outcome | None
+    position: int | None
+    """In its category's queue, from 1, while it waits."""
+    estimated_wait_s: float | None
+
+
+class WindowView(BaseModel):
+    window_id: str
+    name_zh: str
+    categories: list[str]
+    state: WindowState
+    staff_id: str | None
+    pause_reason: PauseReason | None
+    out_of_order_calls: int
+
+
+class CategoryView(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str
+    target_wait_min: int
+    service_min: int
+
+
+class CatalogItem(BaseModel):
+    code: str
+    category: str
+    name_zh: str
+    name_en: str
+    service_min: int
+    materials: list[str]
+    materials_en: list[str]
+
+
+class QueueView(BaseModel):
+    category: str
+    name_zh: str
+    waiting: int
+    open_windows: int
+
+
 def service(request: Request) -> QueueService:
     return request.app.state.queue  # type: ignore[no-any-return]
 
@@ -112,7 +183,7 @@ def window_view(window: Window) -> dict[str, Any]:
 # --- tickets -----------------------------------------------------------------------------------
 
 
-@router.post("/tickets", status_code=201, tags=["tickets"])
+@router.post("/tickets", status_code=201, tags=["tickets"], response_model=IssuedTicket, responses=error_responses(422))
 async def issue_ticket(
     body: IssueTicket, request: Request, queue: Queue, _: Annotated[Principal, Depends(require("kiosk"))]
 ) -> dict[str, Any]:
@@ -125,6 +196,7 @@ async def issue_ticket(
         needs=body.needs,
         phone=body.phone,
         plate=body.plate,
+        retry=may_have_run_before(request),
     )
     if position is None:  # a retry of a ticket issued before: where it stands now
         _, position, wait = await queue.status(ticket.id)
@@ -137,19 +209,19 @@ async def issue_ticket(
     }
 
 
-@router.get("/tickets/{ticket_id}", tags=["tickets"])
+@router.get("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketView, responses=error_responses(404))
 async def get_ticket(
     ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]
 ) -> dict[str, Any]:
     return ticket_view(*await queue.status(ticket_id))
 
 
-@router.post("/tickets/{ticket_id}/recall", tags=["tickets"])
+@router.post("/tickets/{ticket_id}/recall", tags=["tickets"], response_model=TicketView, responses=STEP)
 async def recall(ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))]) -> dict[str, Any]:
     return ticket_view(await queue.act(ticket_id, Ticket.recall))
 
 
-@router.post("/tickets/{ticket_id}/start", tags=["tickets"])
+@router.post("/tickets/{ticket_id}/start", tags=["tickets"], response_model=TicketView, responses=STEP)
 async def start(
     ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))], body: StartService | None = None
 ) -> dict[str, Any]:
@@ -157,33 +229,38 @@ async def start(
     return ticket_view(await queue.act(ticket_id, lambda t, at: t.start(at, staff)))
 
 
-@router.post("/tickets/{ticket_id}/complete", tags=["tickets"])
+@router.post("/tickets/{ticket_id}/complete", tags=["tickets"], response_model=TicketView, responses=STEP)
 async def complete(
     ticket_id: str, body: CompleteTicket, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
 ) -> dict[str, Any]:
     return ticket_view(await queue.act(ticket_id, lambda t, at: t.complete(body.outcome, at)))
 
 
-@router.post("/tickets/{ticket_id}/no-show", tags=["tickets"])
+@router.post("/tickets/{ticket_id}/no-show", tags=["tickets"], response_model=TicketView, responses=STEP)
 async def no_show(ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))]) -> dict[str, Any]:
     return ticket_view(await queue.act(ticket_id, Ticket.mark_no_show))
 
 
-@router.post("/tickets/{ticket_id}/rejoin", tags=["tickets"])
+@router.post("/tickets/{ticket_id}/rejoin", tags=["tickets"], response_model=TicketView, responses=STEP)
 async def rejoin(
     ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("kiosk", "window"))]
 ) -> dict[str, Any]:
     return ticket_view(await queue.act(ticket_id, Ticket.rejoin))
 
 
-@router.post("/tickets/{ticket_id}/transfer", tags=["tickets"])
+@router.post(
+    "/tickets/{ticket_id}/transfer",
+    tags=["tickets"],
+    response_model=TicketView,
+    responses=error_responses(404, 409, 422),
+)
 async def transfer(
     ticket_id: str, body: TransferTicket, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
 ) -> dict[str, Any]:
     return ticket_view(await queue.transfer(ticket_id, body.category))
 
 
-@router.post("/tickets/{ticket_id}/cancel", tags=["tickets"])
+@router.post("/tickets/{ticket_id}/cancel", tags=["tickets"], response_model=TicketView, responses=STEP)
 async def cancel(
     ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("kiosk", "window"))]
 ) -> dict[str, Any]:
@@ -193,19 +270,19 @@ async def cancel(
 # --- windows -----------------------------------------------------------------------------------
 
 
-@router.get("/windows", tags=["windows"])
+@router.get("/windows", tags=["windows"], response_model=list[WindowView])
 async def list_windows(queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]) -> list[dict[str, Any]]:
     return [window_view(w) for w in await queue.store.all_windows()]
 
 
-@router.post("/windows/{window_id}/open", tags=["windows"])
+@router.post("/windows/{window_id}/open", tags=["windows"], response_model=WindowView, responses=STEP)
 async def open_window(
     window_id: str, body: OpenWindow, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
 ) -> dict[str, Any]:
     return window_view(await queue.window_step(window_id, lambda w, at: w.open(body.staff_id, at)))
 
 
-@router.post("/windows/{window_id}/pause", tags=["windows"])
+@router.post("/windows/{window_id}/pause", tags=["windows"], response_model=WindowView, responses=STEP)
 async def pause_window(
     window_id: str, body: PauseWindow, queue: Queue, who: Annotated[Principal, Depends(require("window", "ops"))]
 ) -> dict[str, Any]:
@@ -214,27 +291,32 @@ async def pause_window(
     return window_view(await queue.pause(window_id, body.reason, force=body.force))
 
 
-@router.post("/windows/{window_id}/resume", tags=["windows"])
+@router.post("/windows/{window_id}/resume", tags=["windows"], response_model=WindowView, responses=STEP)
 async def resume_window(
     window_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window", "ops"))]
 ) -> dict[str, Any]:
     return window_view(await queue.window_step(window_id, Window.resume))
 
 
-@router.post("/windows/{window_id}/close", tags=["windows"])
+@router.post("/windows/{window_id}/close", tags=["windows"], response_model=WindowView, responses=STEP)
 async def close_window(
     window_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window", "ops"))]
 ) -> dict[str, Any]:
     return window_view(await queue.window_step(window_id, Window.close))
 
 
-@router.post("/windows/{window_id}/call-next", tags=["windows"], responses={204: {"description": "nobody waiting"}})
+@router.post(
+    "/windows/{window_id}/call-next",
+    tags=["windows"],
+    response_model=TicketView,
+    responses={204: {"description": "nobody waiting"}, **STEP},
+)
 async def call_next(window_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))]) -> Any:
     ticket = await queue.call_next(window_id)
     return Response(status_code=204) if ticket is None else ticket_view(ticket)
 
 
-@router.post("/windows/{window_id}/call", tags=["windows"])
+@router.post("/windows/{window_id}/call", tags=["windows"], response_model=TicketView, responses=STEP)
 async def call_out_of_order(
     window_id: str, body: CallTicket, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
 ) -> dict[str, Any]:
@@ -244,12 +326,12 @@ async def call_out_of_order(
 # --- the hall ----------------------------------------------------------------------------------
 
 
-@router.get("/categories", tags=["hall"])
+@router.get("/categories", tags=["hall"], response_model=list[CategoryView])
 async def categories(queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]) -> list[dict[str, Any]]:
     return await queue.store.category_rows()
 
 
-@router.get("/catalog", tags=["hall"])
+@router.get("/catalog", tags=["hall"], response_model=list[CatalogItem])
 async def catalog(
     queue: Queue,
     _: Annotated[Principal, Depends(require(*ANYONE))],
@@ -265,7 +347,7 @@ async def stats_today(queue: Queue, _: Annotated[Principal, Depends(require("ops
     return await queue.stats_today()
 
 
-@router.put("/catalog/{code}", tags=["hall"])
+@router.put("/catalog/{code}", tags=["hall"], response_model=CatalogItem, responses=error_responses(404, 422))
 async def edit_item(
     code: str, body: EditItem, queue: Queue, _: Annotated[Principal, Depends(require("admin"))]
 ) -> dict[str, Any]:
@@ -283,7 +365,7 @@ async def edit_item(
     return edited
 
 
-@router.put("/categories/{code}", tags=["hall"])
+@router.put("/categories/{code}", tags=["hall"], response_model=CategoryView, responses=error_responses(404, 422))
 async def edit_category(
     code: str, body: EditCategory, queue: Queue, _: Annotated[Principal, Depends(require("admin"))]
 ) -> dict[str, Any]:
@@ -297,7 +379,7 @@ async def edit_category(
     return edited
 
 
-@router.get("/queues", tags=["hall"])
+@router.get("/queues", tags=["hall"], response_model=list[QueueView])
 async def queues(queue: Queue, _: Annotated[Principal, Depends(require(*ANYONE))]) -> list[dict[str, Any]]:
     now, _ = queue.today()
     waiting = await queue.store.waiting(queue.calendar.business_day(now))

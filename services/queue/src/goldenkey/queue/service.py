@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from goldenkey.contracts import CloudEvent, TicketPaged
 from goldenkey.contracts.vocabulary import Channel, Need, PauseReason, Priority
@@ -56,9 +56,14 @@ class QueueService:
         needs: list[Need],
         phone: str | None,
         plate: str | None,
+        retry: bool = True,
     ) -> tuple[Ticket, int | None, float | None]:
-        """Issue a ticket; with its position and estimated wait (None when it existed already)."""
-        existing = await self.store.tickets.get(ticket_id)
+        """Issue a ticket; with its position and estimated wait (None when it existed already).
+
+        `retry=False` says no earlier attempt can have created it (a first Idempotency-Key, or
+        none): the look for it is skipped. Were it there after all, the insert finds it, at the
+        cost of a number left unused."""
+        existing = await self.store.tickets.get(ticket_id) if retry else None
         if existing is not None:  # a retried request that ran before: the first ticket stands
             return existing, None, None
         item = await self.store.item(item_code)
@@ -74,11 +79,13 @@ class QueueService:
         now = self.clock.now()
         day = self.calendar.business_day(now)
         number = ticket_number(category.code, await self.store.next_number(day, category.code))
-        waiting = await self.store.waiting(day, [category.code])
+        service, open_windows = await self._estimate_basis(category)
+        waiting = await self.store.waiting_line(day, category.code)
+        # From here to joining the line, no await: this instance's concurrent requests count each other.
         # Everyone waiting came earlier: a normal ticket has them all ahead, a priority ticket only
         # the priority and promoted ones.
         position = 1 + sum(1 for t in waiting if priority is None or queue_order(t, now, category.target_wait)[0] == 0)
-        wait = await self._estimate(category, position, day.isoformat())
+        wait = estimated_wait(position, service, open_windows).total_seconds()
         ticket = Ticket.issue(
             ticket_id=ticket_id,
             number=number,
@@ -95,12 +102,18 @@ class QueueService:
             position=position,
             estimated_wait_s=wait,
         )
+        ticket.approach(position, wait, now)  # near the front already: told in the same write
+        waiting.append(ticket)
         try:
             await self.store.tickets.add(ticket)
         except AlreadyExists:
+            waiting.remove(ticket)
             return await self.store.tickets.require(ticket_id), None, None
+        except BaseException:
+            waiting.remove(ticket)
+            raise
         self.metrics.ticket_issued(ticket)
-        await self.announce_approaching(category.code, [*waiting, ticket])
+        await self.announce_approaching(category.code, waiting)
         return ticket, position, wait
 
     async def status(self, ticket_id: str) -> tuple[Ticket, int | None, float | None]:
@@ -116,19 +129,24 @@ class QueueService:
         return ticket, position, wait
 
     async def _estimate(self, category: Category, position: int, day: str) -> float:
-        windows = await self.store.all_windows()
-        open_windows = sum(1 for w in windows if w.state == "open" and w.serves(category.code))
-        service = await self.store.recent_service_time(category, self.calendar.business_day(self.clock.now()))
+        service, open_windows = await self._estimate_basis(category)
         return estimated_wait(position, service, open_windows).total_seconds()
+
+    async def _estimate_basis(self, category: Category) -> tuple[timedelta, int]:
+        """A recent service time and the open windows of a category: what a wait is estimated from."""
+        service = await self.store.recent_service_time(category, self.calendar.business_day(self.clock.now()))
+        return service, await self.store.open_windows(category.code)
 
     async def act(self, ticket_id: str, action: Callable[[Ticket, datetime], None]) -> Ticket:
         """Apply one step of the lifecycle to a ticket, then tell those now near the front."""
         before = await self.store.tickets.require(ticket_id)
         ticket = await self.store.tickets.update(ticket_id, lambda t: action(t, self.clock.now()))
+        self.store.lines_changed()
         if before.status != ticket.status and ticket.status == "serving":
             self.metrics.ticket_started(ticket)
         if before.status != ticket.status and ticket.status == "done":
             self.metrics.ticket_completed(ticket)
+            self.store.cache.forget("service/")
         await self.announce_approaching(ticket.category)
         return ticket
 
@@ -145,6 +163,7 @@ class QueueService:
             category_code, await self.store.next_number(self.calendar.business_day(now), category_code)
         )
         ticket = await self.store.tickets.update(ticket_id, lambda t: t.transfer(category_code, number, now))
+        self.store.lines_changed()
         await self.announce_approaching(category_code)
         return ticket
 
@@ -173,6 +192,7 @@ class QueueService:
     async def window_step(self, window_id: str, step: Callable[[Window, datetime], None]) -> Window:
         await self.window(window_id)
         window = await self.store.windows.update(window_id, lambda w: step(w, self.clock.now()))
+        self.store.cache.forget("windows")
         await self.watch_coverage()
         return window
 
@@ -201,6 +221,7 @@ class QueueService:
                 ticket = await self.store.tickets.update(candidate.id, lambda t: t.call(window_id, self.clock.now()))
             except Conflict:  # another window was quicker
                 continue
+            self.store.lines_changed()
             still_waiting = [t for t in waiting if t.id != ticket.id]
             await self.announce_approaching(ticket.category, still_waiting)
             return ticket
@@ -216,6 +237,7 @@ class QueueService:
         ticket = await self.store.tickets.update(
             ticket_id, lambda t: t.call(window_id, self.clock.now(), out_of_order=True)
         )
+        self.store.lines_changed()
         await self.store.windows.update(window_id, _count_out_of_order)
         await self.announce_approaching(ticket.category)
         return ticket

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, timedelta
 from importlib import resources
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from goldenkey.kit import AlreadyExists, Index, Repository
+from goldenkey.kit.locks import LocalLocks
 from goldenkey.kit.mongo import Document
 from goldenkey.queue.domain import Category, Coverage, Ticket, TicketCounter, Window
 
-CATEGORIES, CATALOG = "categories", "catalog"
+CATEGORIES, CATALOG, NUMBERS = "categories", "catalog", "numbers"
+HALL_DATA_TTL_S = 5.0
+"""How long an instance trusts what it read of the hall data (categories, catalogue items) and of
+what estimates rest on (open windows, recent service times). Its own edits show at once; another
+instance's within this long."""
+WAITING_TTL_S = 1.0
+"""How long an instance answers `POST /tickets` positions from the waiting line it last read
+(plus the tickets it issued since); calls and other steps through this instance re-read it."""
 WAITING_FIELDS = {f: 1 for f in ("number", "category", "priority", "issued_at", "status", "approaching_sent", "day")}
 INDEXES = [
     Index("tickets", [("day", 1), ("status", 1)]),
     Index("tickets", [("plate_hash", 1)]),
     Index(CATALOG, [("category", 1)]),
+    Index(NUMBERS, [("day", 1), ("letter", 1), ("n", -1)]),
 ]
 
 
@@ -57,6 +67,31 @@ def as_category(row: Document) -> Category:
     )
 
 
+class Cached:
+    """Values read from the database, each trusted for `ttl` seconds (monotonic time)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str) -> tuple[bool, Any]:
+        found = self._values.get(key)
+        if found is None or found[0] < time.monotonic():
+            return False, None
+        return True, found[1]
+
+    def put(self, key: str, value: Any) -> Any:
+        now = time.monotonic()
+        for stale in [k for k, (until, _) in self._values.items() if until < now]:
+            del self._values[stale]
+        self._values[key] = (now + self.ttl, value)
+        return value
+
+    def forget(self, prefix: str = "") -> None:
+        for key in [k for k in self._values if k.startswith(prefix)]:
+            del self._values[key]
+
+
 class QueueStore:
     def __init__(
         self,
@@ -71,16 +106,27 @@ class QueueStore:
         self.windows = windows
         self.counters = counters
         self.coverage = coverage
+        self.cache = Cached(HALL_DATA_TTL_S)
+        self.lines = Cached(WAITING_TTL_S)
+        self._reading_lines = LocalLocks()
+        self._next_number: dict[str, int] = {}
 
     async def categories(self) -> dict[str, Category]:
-        return {row["code"]: as_category(row) async for row in self.db[CATEGORIES].find({}, sort=[("code", 1)])}
+        known, categories = self.cache.get(CATEGORIES)
+        if known:
+            return categories  # type: ignore[no-any-return]
+        rows = self.db[CATEGORIES].find({}, sort=[("code", 1)])
+        return self.cache.put(CATEGORIES, {row["code"]: as_category(row) async for row in rows})  # type: ignore[no-any-return]
 
     async def category_rows(self) -> list[Document]:
         return [self._public(row) async for row in self.db[CATEGORIES].find({}, sort=[("code", 1)])]
 
     async def item(self, code: str) -> Document | None:
+        known, item = self.cache.get(f"{CATALOG}/{code}")
+        if known:
+            return item  # type: ignore[no-any-return]
         row = await self.db[CATALOG].find_one({"_id": code})
-        return None if row is None else self._public(row)
+        return self.cache.put(f"{CATALOG}/{code}", None if row is None else self._public(row))  # type: ignore[no-any-return]
 
     async def catalog(self, category: str | None) -> list[Document]:
         query = {"category": category} if category else {}
@@ -91,6 +137,7 @@ class QueueStore:
         loaded, so the hall can change it without a release."""
         async with self.tickets.locks.writing(collection, code):
             result = await self.db[collection].update_one({"_id": code}, {"$set": changes})
+        self.cache.forget()  # a category's service time feeds the cached estimates too
         if result.matched_count == 0:
             return None
         row = await self.db[collection].find_one({"_id": code})
@@ -98,6 +145,17 @@ class QueueStore:
 
     async def all_windows(self) -> list[Window]:
         return await self.windows.find({}, sort=[("_id", 1)])
+
+    async def open_windows(self, category: str) -> int:
+        """How many open windows serve a category, as of at most `HALL_DATA_TTL_S` ago (for estimates)."""
+        known, counts = self.cache.get("windows")
+        if not known:
+            counts = {}
+            for window in await self.all_windows():
+                for served in window.categories if window.state == "open" else ():
+                    counts[served] = counts.get(served, 0) + 1
+            self.cache.put("windows", counts)
+        return counts.get(category, 0)  # type: ignore[no-any-return]
 
     async def waiting(self, day: date, categories: list[str] | None = None) -> list[Ticket]:
         """The day's waiting tickets, with just what ordering needs (read often: kept light)."""
@@ -108,6 +166,22 @@ class QueueStore:
             if categories is None or row["category"] in categories
         ]
 
+    async def waiting_line(self, day: date, category: str) -> list[Ticket]:
+        """A category's waiting tickets as read at most `WAITING_TTL_S` ago, for positions at issue.
+
+        The list is this instance's own: a request adds the ticket it issues, so the next one
+        counts it without a read. Concurrent requests share one read."""
+        key = f"{day.isoformat()}/{category}"
+        async with self._reading_lines.hold(key):
+            known, line = self.lines.get(key)
+            if not known:
+                line = self.lines.put(key, await self.waiting(day, [category]))
+        return line  # type: ignore[no-any-return]
+
+    def lines_changed(self) -> None:
+        """Tickets left or joined a waiting line other than by issue: read the lines afresh."""
+        self.lines.forget()
+
     async def of_day(self, day: date) -> list[Ticket]:
         return await self.tickets.find({"day": day.isoformat()})
 
@@ -117,17 +191,51 @@ class QueueStore:
         return max(live, key=lambda t: t.issued_at) if live else None
 
     async def next_number(self, day: date, letter: str) -> int:
-        """The next sequence number of a category on a day (a counter document per category and day)."""
+        """The next sequence number of a category on a day.
+
+        A number is claimed by inserting `<day>:<letter>:<n>` into `numbers`: a unique key, the one
+        write FerretDB 1.24 does atomically, so no lock and no read-modify-write. This instance
+        remembers where it is; a taken number means another instance was quicker, and the next
+        one is tried (after a few, the highest taken is read again).
+        """
         key = TicketCounter.key(day, letter)
-        try:
-            await self.counters.add(TicketCounter(id=key))
-        except AlreadyExists:
-            pass
-        counter = await self.counters.update(key, TicketCounter.allocate)
-        return counter.last
+        if key not in self._next_number:
+            highest = await self._highest_number(day, letter)
+            if key not in self._next_number:  # another request of this instance may have been quicker
+                self._next_number = {k: n for k, n in self._next_number.items() if k.startswith(day.isoformat())}
+                self._next_number[key] = highest + 1
+        misses = 0
+        while True:
+            number = self._next_number[key]
+            self._next_number[key] = number + 1  # before the write: this instance's requests never collide
+            try:
+                await self.db[NUMBERS].insert_one(
+                    {"_id": f"{key}:{number}", "day": day.isoformat(), "letter": letter, "n": number}
+                )
+                return number
+            except DuplicateKeyError:
+                misses += 1
+                if misses % 3 == 0:
+                    highest = await self._highest_number(day, letter)
+                    self._next_number[key] = max(self._next_number[key], highest + 1)
+
+    async def _highest_number(self, day: date, letter: str) -> int:
+        """The highest number of a category handed out on a day (also by a counter document,
+        which numbered tickets before `numbers` did)."""
+        claimed = await self.db[NUMBERS].find_one(
+            {"day": day.isoformat(), "letter": letter}, {"n": 1}, sort=[("n", -1)]
+        )
+        counter = await self.db[self.counters.collection.name].find_one(
+            {"_id": TicketCounter.key(day, letter)}, {"last": 1}
+        )
+        return max(claimed["n"] if claimed else 0, counter.get("last", 0) if counter else 0)
 
     async def recent_service_time(self, category: Category, day: date, sample: int = 20) -> timedelta:
-        """The mean of the category's last services today, or its catalogue time before any."""
+        """The mean of the category's last services today, or its catalogue time before any (as of
+        at most `HALL_DATA_TTL_S` ago: it only feeds estimates)."""
+        known, mean = self.cache.get(f"service/{day.isoformat()}/{category.code}")
+        if known:
+            return mean  # type: ignore[no-any-return]
         cursor = self.db["tickets"].find(
             {"day": day.isoformat(), "status": "done", "category": category.code},
             {"started_at": 1, "completed_at": 1},
@@ -136,7 +244,8 @@ class QueueStore:
         done.sort(key=lambda row: row["completed_at"], reverse=True)
         times = [(row["completed_at"] - row["started_at"]).total_seconds() for row in done[:sample]]
         times = [t for t in times if t > 0]
-        return timedelta(seconds=sum(times) / len(times)) if times else category.service_time
+        mean = timedelta(seconds=sum(times) / len(times)) if times else category.service_time
+        return self.cache.put(f"service/{day.isoformat()}/{category.code}", mean)  # type: ignore[no-any-return]
 
     @staticmethod
     def _public(row: Document) -> Document:
