@@ -1,0 +1,441 @@
+"""The concierge's HTTP API: thin — validate, authorise, call the use case, answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from goldenkey.concierge.domain import (
+    Assistance,
+    AssistanceStatus,
+    Concierge,
+    Consumable,
+    Lendable,
+    Loan,
+    LoanStatus,
+    UnitState,
+)
+from goldenkey.concierge.service import ConciergeService
+from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition, ReturnReminderReason
+from goldenkey.kit import Principal, creation_id, error_responses, require
+
+router = APIRouter()
+STAFF = ("concierge",)
+READERS = ("concierge", "ops")
+REQUESTERS = ("concierge", "kiosk", "window", "guard")
+Sku = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9-]{0,39}$")]
+UnitId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}$")]
+Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")]
+"""A ticket or incident id another service gave out."""
+Note = Annotated[str, Field(min_length=1, max_length=1000)]
+Short = Annotated[str, Field(min_length=1, max_length=200)]
+STEP = error_responses(404, 409, 422)
+"""What a step of a request's lifecycle can end in besides success."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Borrower(Strict):
+    """A walk-in borrower without a ticket: name and phone stay in the concierge service."""
+
+    name: Annotated[str, Field(min_length=1, max_length=50)]
+    phone: Annotated[str, Field(min_length=5, max_length=20)]
+
+
+class LendItem(Strict):
+    sku: Sku
+    ticket_id: Ref | None = None
+    borrower: Borrower | None = None
+    due_at: AwareDatetime | None = None
+    """Default: the end of the business day."""
+
+
+class ReturnItem(Strict):
+    condition: ReturnCondition
+
+
+class Dispense(Strict):
+    sku: Sku
+    qty: Annotated[StrictInt, Field(ge=1, le=100)]
+    ticket_id: Ref | None = None
+
+
+class Restock(Strict):
+    qty: Annotated[StrictInt, Field(ge=1, le=10000)]
+
+
+class NewUnit(Strict):
+    unit_id: UnitId
+
+
+class EditInventory(Strict):
+    name_zh: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    name_en: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    minimum: Annotated[StrictInt, Field(ge=0, le=100000)] | None = None
+    """Consumables only."""
+
+
+class RequestAssistance(Strict):
+    kind: AssistanceKind
+    ticket_id: Ref | None = None
+    incident_id: Ref | None = None
+    location: Short | None = None
+    note: Note | None = None
+
+
+class CompleteAssistance(Strict):
+    note: Note | None = None
+
+
+class CancelAssistance(Strict):
+    reason: Short | None = None
+
+
+class Duty(Strict):
+    on_duty: StrictBool
+
+
+def service(request: Request) -> ConciergeService:
+    return request.app.state.concierge  # type: ignore[no-any-return]
+
+
+Desk = Annotated[ConciergeService, Depends(service)]
+
+
+def matching(**filters: str | None) -> dict[str, Any]:
+    """A query of the list filters a caller gave (those left out match anything)."""
+    return {name: value for name, value in filters.items() if value}
+
+
+class LoanView(BaseModel):
+    loan_id: str
+    sku: str
+    unit_id: str
+    ticket_id: str | None
+    lent_at: datetime
+    due_at: datetime
+    status: LoanStatus
+    returned_at: datetime | None
+    condition: ReturnCondition | None
+    overdue: bool
+    """`item.overdue` went out for it."""
+    reminded: list[ReturnReminderReason]
+
+    @classmethod
+    def of(cls, loan: Loan) -> LoanView:
+        return cls(
+            loan_id=loan.id,
+            sku=loan.sku,
+            unit_id=loan.unit_id,
+            ticket_id=loan.ticket_id,
+            lent_at=loan.lent_at,
+            due_at=loan.due_at,
+            status=loan.status,
+            returned_at=loan.returned_at,
+            condition=loan.condition,
+            overdue=loan.overdue_at is not None,
+            reminded=loan.reminded,
+        )
+
+
+class UnitView(BaseModel):
+    unit_id: str
+    state: UnitState
+    loan_id: str | None
+
+
+class LendableView(BaseModel):
+    sku: str
+    name_zh: str
+    name_en: str
+    free: int
+    units: list[UnitView]
+
+    @classmethod
+    def of(cls, item: Lendable) -> LendableView:
+        return cls(
+            sku=item.id,
+            name_zh=item.name_zh,
+            name_en=item.name_en,
+            free=len(item.free_units()),
+            units=[UnitView(unit_id=u.unit_id, state=u.state, loan_id=u.loan_id) for u in item.units],
+        )
+
+
+class ConsumableView(BaseModel):
+    sku: str
+    name_zh: str
+    name_en: str
+    stock: int
+    minimum: int
+    low: bool
+    """Below its minimum: restock."""
+
+    @classmethod
+    def of(cls, item: Consumable) -> ConsumableView:
+        return cls(
+            sku=item.id,
+            name_zh=item.name_zh,
+            name_en=item.name_en,
+            stock=item.stock,
+            minimum=item.minimum,
+            low=item.low,
+        )
+
+
+class InventoryView(BaseModel):
+    lendables: list[LendableView]
+    consumables: list[ConsumableView]
+
+
+class Dispensed(BaseModel):
+    dispensation_id: str
+    sku: str
+    qty: int
+    remaining: int
+
+
+class AssistanceView(BaseModel):
+    assistance_id: str
+    kind: AssistanceKind
+    status: AssistanceStatus
+    concierge_id: str | None
+    ticket_id: str | None
+    incident_id: str | None
+    location: str | None
+    note: str | None
+    requested_at: datetime
+    assigned_at: datetime | None
+    accepted_at: datetime | None
+    closed_at: datetime | None
+    escalations: int
+
+    @classmethod
+    def of(cls, a: Assistance) -> AssistanceView:
+        return cls(
+            assistance_id=a.id,
+            kind=a.kind,
+            status=a.status,
+            concierge_id=a.concierge_id,
+            ticket_id=a.ticket_id,
+            incident_id=a.incident_id,
+            location=a.location,
+            note=a.note,
+            requested_at=a.requested_at,
+            assigned_at=a.assigned_at,
+            accepted_at=a.accepted_at,
+            closed_at=a.closed_at,
+            escalations=a.escalations,
+        )
+
+
+class ConciergeView(BaseModel):
+    concierge_id: str
+    name_zh: str
+    name_en: str
+    on_duty: bool
+    open_requests: int | None = None
+    """Assigned or accepted requests they hold (in the roster listing)."""
+
+    @classmethod
+    def of(cls, c: Concierge, open_requests: int | None = None) -> ConciergeView:
+        return cls(
+            concierge_id=c.id, name_zh=c.name_zh, name_en=c.name_en, on_duty=c.on_duty, open_requests=open_requests
+        )
+
+
+# --- loans -------------------------------------------------------------------------------------
+
+
+@router.post("/loans", status_code=201, tags=["loans"], responses=error_responses(404, 409, 422))
+async def lend(
+    body: LendItem, request: Request, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+) -> LoanView:
+    """Lend a free unit (409 when none is free); the borrower is a ticket, or a name and phone."""
+    loan = await desk.lend(
+        creation_id(request),
+        sku=body.sku,
+        ticket_id=body.ticket_id,
+        borrower_name=body.borrower.name if body.borrower else None,
+        borrower_phone=body.borrower.phone if body.borrower else None,
+        due_at=body.due_at,
+    )
+    return LoanView.of(loan)
+
+
+@router.get("/loans", tags=["loans"], responses=error_responses(422))
+async def loans(
+    desk: Desk,
+    _: Annotated[Principal, Depends(require(*READERS))],
+    status: Annotated[LoanStatus | None, Query()] = None,
+    ticket_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[LoanView]:
+    found = await desk.store.loans.find(matching(status=status, ticket_id=ticket_id), sort=[("lent_at", 1)])
+    return [LoanView.of(loan) for loan in found]
+
+
+@router.get("/loans/{loan_id}", tags=["loans"], responses=error_responses(404))
+async def get_loan(loan_id: str, desk: Desk, _: Annotated[Principal, Depends(require(*READERS))]) -> LoanView:
+    return LoanView.of(await desk.loan(loan_id))
+
+
+@router.post("/loans/{loan_id}/return", tags=["loans"], responses=error_responses(404, 409, 422))
+async def give_back(
+    loan_id: str, body: ReturnItem, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+) -> LoanView:
+    """The unit is back (ok: to the shelf; damaged: to maintenance) or written off as lost."""
+    return LoanView.of(await desk.give_back(loan_id, body.condition))
+
+
+# --- consumables and inventory -------------------------------------------------------------------
+
+
+@router.post("/dispensations", status_code=201, tags=["inventory"], responses=error_responses(404, 409, 422))
+async def dispense(
+    body: Dispense, request: Request, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+) -> Dispensed:
+    """Hand out consumables: all of `qty` or nothing (409 when the stock is short)."""
+    dispensation_id = creation_id(request)
+    item = await desk.dispense(dispensation_id, body.sku, body.qty, body.ticket_id)
+    return Dispensed(dispensation_id=dispensation_id, sku=item.id, qty=body.qty, remaining=item.stock)
+
+
+@router.get("/inventory", tags=["inventory"])
+async def inventory(desk: Desk, _: Annotated[Principal, Depends(require(*READERS))]) -> InventoryView:
+    """Every lendable item with its units, and every consumable with its stock and minimum."""
+    return InventoryView(
+        lendables=[LendableView.of(i) for i in await desk.store.lendables.find({}, sort=[("_id", 1)])],
+        consumables=[ConsumableView.of(i) for i in await desk.store.consumables.find({}, sort=[("_id", 1)])],
+    )
+
+
+@router.post("/inventory/{sku}/restock", tags=["inventory"], responses=error_responses(404, 422))
+async def restock(
+    sku: str, body: Restock, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+) -> ConsumableView:
+    return ConsumableView.of(await desk.restock(sku, body.qty))
+
+
+@router.put("/inventory/{sku}", tags=["inventory"], responses=error_responses(404, 422))
+async def edit_inventory(
+    sku: str, body: EditInventory, desk: Desk, _: Annotated[Principal, Depends(require("admin"))]
+) -> ConsumableView | LendableView:
+    """Rename an item, or change a consumable's minimum: admin only."""
+    changes = body.model_dump(exclude_none=True)
+    if not changes:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "nothing to change")
+    if await desk.store.consumables.get(sku) is not None:
+        return ConsumableView.of(await desk.store.consumables.update(sku, lambda c: _apply(c, changes)))
+    if "minimum" in changes:
+        await desk.lendable(sku)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{sku} is lendable: it has units, not a minimum")
+    await desk.lendable(sku)
+    return LendableView.of(await desk.store.lendables.update(sku, lambda i: _apply(i, changes)))
+
+
+@router.post("/inventory/{sku}/units", status_code=201, tags=["inventory"], responses=error_responses(404, 409, 422))
+async def add_unit(
+    sku: str, body: NewUnit, desk: Desk, _: Annotated[Principal, Depends(require("admin"))]
+) -> LendableView:
+    """A new unit joins the lending box: admin only."""
+    return LendableView.of(await desk.add_unit(sku, body.unit_id))
+
+
+@router.post("/inventory/{sku}/units/{unit_id}/repaired", tags=["inventory"], responses=error_responses(404, 409, 422))
+async def repaired(
+    sku: str, unit_id: str, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+) -> LendableView:
+    """A unit back from maintenance goes on the shelf again."""
+    return LendableView.of(await desk.repaired(sku, unit_id))
+
+
+def _apply(aggregate: Consumable | Lendable, changes: dict[str, Any]) -> None:
+    for name, value in changes.items():
+        setattr(aggregate, name, value)
+
+
+# --- assistance --------------------------------------------------------------------------------
+
+
+@router.post("/assistance", status_code=201, tags=["assistance"], responses=error_responses(422))
+async def request_assistance(
+    body: RequestAssistance,
+    request: Request,
+    desk: Desk,
+    _: Annotated[Principal, Depends(require(*REQUESTERS))],
+) -> AssistanceView:
+    """Ask for a concierge: assigned at once to the least-loaded one on duty, or queued."""
+    assistance = await desk.request_assistance(
+        creation_id(request),
+        kind=body.kind,
+        ticket_id=body.ticket_id,
+        incident_id=body.incident_id,
+        location=body.location,
+        note=body.note,
+    )
+    return AssistanceView.of(assistance)
+
+
+@router.get("/assistance", tags=["assistance"], responses=error_responses(422))
+async def list_assistance(
+    desk: Desk,
+    _: Annotated[Principal, Depends(require(*READERS))],
+    status: Annotated[AssistanceStatus | None, Query()] = None,
+    ticket_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[AssistanceView]:
+    found = await desk.store.assistance.find(matching(status=status, ticket_id=ticket_id), sort=[("requested_at", 1)])
+    return [AssistanceView.of(a) for a in found]
+
+
+@router.get("/assistance/{assistance_id}", tags=["assistance"], responses=error_responses(404))
+async def get_assistance(
+    assistance_id: str, desk: Desk, _: Annotated[Principal, Depends(require(*READERS))]
+) -> AssistanceView:
+    return AssistanceView.of(await desk.assistance(assistance_id))
+
+
+@router.post("/assistance/{assistance_id}/accept", tags=["assistance"], responses=STEP)
+async def accept(assistance_id: str, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]) -> AssistanceView:
+    return AssistanceView.of(await desk.accept(assistance_id))
+
+
+@router.post("/assistance/{assistance_id}/complete", tags=["assistance"], responses=STEP)
+async def complete(
+    assistance_id: str,
+    desk: Desk,
+    _: Annotated[Principal, Depends(require(*STAFF))],
+    body: CompleteAssistance | None = None,
+) -> AssistanceView:
+    return AssistanceView.of(await desk.complete(assistance_id, body.note if body else None))
+
+
+@router.post("/assistance/{assistance_id}/cancel", tags=["assistance"], responses=STEP)
+async def cancel(
+    assistance_id: str,
+    desk: Desk,
+    _: Annotated[Principal, Depends(require(*REQUESTERS))],
+    body: CancelAssistance | None = None,
+) -> AssistanceView:
+    return AssistanceView.of(await desk.cancel(assistance_id, body.reason if body else None))
+
+
+# --- the roster --------------------------------------------------------------------------------
+
+
+@router.get("/concierges", tags=["roster"])
+async def concierges(desk: Desk, _: Annotated[Principal, Depends(require(*READERS))]) -> list[ConciergeView]:
+    """The Golden Key concierges, whether on duty, and how many open requests each holds."""
+    load = await desk.store.open_load()
+    return [ConciergeView.of(c, load.get(c.id, 0)) for c in await desk.store.concierges.find({}, sort=[("_id", 1)])]
+
+
+@router.post("/concierges/{concierge_id}/duty", tags=["roster"], responses=error_responses(404, 422))
+async def duty(
+    concierge_id: str, body: Duty, desk: Desk, _: Annotated[Principal, Depends(require("concierge", "ops"))]
+) -> ConciergeView:
+    return ConciergeView.of(await desk.set_duty(concierge_id, body.on_duty))

@@ -1,0 +1,336 @@
+"""The concierge's use cases: what the desk, a window, a guard or an event asks of it, on the rules."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from goldenkey.concierge.domain import (
+    KIND_FOR_NEED,
+    Assistance,
+    Concierge,
+    Consumable,
+    Lendable,
+    Loan,
+    acceptance_overdue,
+    least_loaded_concierge,
+    loan_due_at,
+    loan_is_due_soon,
+    loan_is_overdue,
+)
+from goldenkey.concierge.metrics import ConciergeMetrics
+from goldenkey.concierge.store import ConciergeStore
+from goldenkey.contracts import CloudEvent, TicketIssued, TyreAlert, derived_id
+from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition
+from goldenkey.kit import AlreadyExists, BusinessCalendar, Clock, Invalid, Missing, NotFound
+from goldenkey.kit.pii import normalise_phone
+
+ORPHAN_CLAIM_AFTER = timedelta(minutes=2)
+"""A unit claimed for a loan that was never written is put back on the shelf after this long."""
+ROSTER_FRESH_S = 1.0
+"""How old this instance's view of who is on duty and how loaded may be when it assigns."""
+
+
+@dataclass
+class Roster:
+    on_duty: list[str]
+    load: Counter[str]
+    read_at: float
+
+
+class ConciergeService:
+    def __init__(
+        self, store: ConciergeStore, clock: Clock, calendar: BusinessCalendar, metrics: ConciergeMetrics
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.calendar = calendar
+        self.metrics = metrics
+        self._view: Roster | None = None
+
+    # --- loans ---------------------------------------------------------------------------------
+
+    async def lend(
+        self,
+        loan_id: str,
+        *,
+        sku: str,
+        ticket_id: str | None,
+        borrower_name: str | None,
+        borrower_phone: str | None,
+        due_at: datetime | None,
+    ) -> Loan:
+        """Lend a free unit of `sku`. The unit is claimed on the item's document first (two loans
+        never get one unit), then the loan is written with `item.lent`; a retry finds either."""
+        existing = await self.store.loans.get(loan_id)
+        if existing is not None:
+            return existing
+        if ticket_id is None and not (borrower_name and borrower_phone):
+            raise Invalid("a loan names the borrower's ticket, or their name and phone")
+        try:
+            phone = normalise_phone(borrower_phone) if borrower_phone else None
+        except ValueError as error:
+            raise Invalid(str(error)) from None
+        now = self.clock.now()
+        due = due_at or loan_due_at(now, self.calendar.closing_time(now))
+        if due <= now:
+            raise Invalid(f"due_at {due.isoformat()} is not in the future")
+        await self.lendable(sku)
+        claimed: dict[str, str] = {}
+
+        def claim(item: Lendable) -> None:
+            claimed["unit_id"] = item.claim(loan_id, now).unit_id
+
+        await self.store.lendables.update(sku, claim)
+        loan = Loan.lend(
+            loan_id=loan_id,
+            sku=sku,
+            unit_id=claimed["unit_id"],
+            at=now,
+            due_at=due,
+            ticket_id=ticket_id,
+            borrower_name=borrower_name,
+            borrower_phone=phone,
+        )
+        try:
+            await self.store.loans.add(loan)
+        except AlreadyExists:
+            return await self.store.loans.require(loan_id)
+        self.metrics.loans.labels(sku).inc()
+        return loan
+
+    async def give_back(self, loan_id: str, condition: ReturnCondition) -> Loan:
+        loan = await self.loan(loan_id)
+        now = self.clock.now()
+        loan = await self.store.loans.update(loan_id, lambda entry: entry.give_back(condition, now))
+        await self.store.lendables.update(loan.sku, lambda item: item.take_back(loan.unit_id, loan_id, condition, now))
+        return loan
+
+    async def loan(self, loan_id: str) -> Loan:
+        try:
+            return await self.store.loans.require(loan_id)
+        except NotFound:
+            raise Missing(f"no loan {loan_id}") from None
+
+    async def lendable(self, sku: str) -> Lendable:
+        try:
+            return await self.store.lendables.require(sku)
+        except NotFound:
+            raise Missing(f"no lendable item {sku!r}; see GET /inventory") from None
+
+    async def repaired(self, sku: str, unit_id: str) -> Lendable:
+        await self.lendable(sku)
+        return await self.store.lendables.update(sku, lambda item: item.repaired(unit_id, self.clock.now()))
+
+    async def add_unit(self, sku: str, unit_id: str) -> Lendable:
+        await self.lendable(sku)
+        return await self.store.lendables.update(sku, lambda item: item.add_unit(unit_id, self.clock.now()))
+
+    async def visit_ended(self, envelope: CloudEvent, ticket_id: str) -> None:
+        """The citizen's ticket is done with: whatever they still hold is asked back."""
+        for loan in await self.store.loans_of_ticket(ticket_id):
+            if loan.status == "out":
+                await self.store.loans.update(
+                    loan.id, lambda entry: entry.remind("visit_ended", self.clock.now()), cause=envelope
+                )
+
+    # --- consumables ---------------------------------------------------------------------------
+
+    async def consumable(self, sku: str) -> Consumable:
+        try:
+            return await self.store.consumables.require(sku)
+        except NotFound:
+            raise Missing(f"no consumable {sku!r}; see GET /inventory") from None
+
+    async def dispense(self, dispensation_id: str, sku: str, qty: int, ticket_id: str | None) -> Consumable:
+        """Hand out `qty` at once or not at all (409 when short): one versioned write of the stock."""
+        await self.consumable(sku)
+        now = self.clock.now()
+        item = await self.store.consumables.update(
+            sku, lambda c: c.dispense(qty, now, ticket_id=ticket_id, dispensation_id=dispensation_id)
+        )
+        self.metrics.dispensed.labels(sku).inc(qty)
+        return item
+
+    async def restock(self, sku: str, qty: int) -> Consumable:
+        await self.consumable(sku)
+        now = self.clock.now()
+        return await self.store.consumables.update(sku, lambda c: c.restock(qty, now))
+
+    # --- assistance ----------------------------------------------------------------------------
+
+    async def request_assistance(
+        self,
+        assistance_id: str,
+        *,
+        kind: AssistanceKind,
+        ticket_id: str | None = None,
+        incident_id: str | None = None,
+        location: str | None = None,
+        note: str | None = None,
+        cause: CloudEvent | None = None,
+    ) -> Assistance:
+        """Record the request and give it at once to the least-loaded concierge on duty (or queue it):
+        the request and its assignment are one write, so the desk hears of both together."""
+        now = self.clock.now()
+        assistance = Assistance.request(
+            assistance_id=assistance_id,
+            kind=kind,
+            at=now,
+            ticket_id=ticket_id,
+            incident_id=incident_id,
+            location=location,
+            note=note,
+            cause=cause,
+        )
+        chosen = await self._least_loaded(assistance)
+        if chosen is not None:
+            assistance.assign(chosen, now)
+        try:
+            await self.store.assistance.add(assistance)
+        except AlreadyExists:  # a retried request, or a redelivered event: the first one stands
+            assistance = await self.store.assistance.require(assistance_id)
+            return await self.assign(assistance) if assistance.status == "queued" else assistance
+        self._took(chosen)
+        return assistance
+
+    async def _least_loaded(self, assistance: Assistance) -> str | None:
+        roster = await self._roster()
+        return least_loaded_concierge(roster.on_duty, roster.load, avoid=assistance.passed_over)
+
+    def _took(self, concierge_id: str | None) -> None:
+        if concierge_id is not None and self._view is not None:
+            self._view.load[concierge_id] += 1
+
+    async def _roster(self) -> Roster:
+        """Who is on duty and how loaded, read at most `ROSTER_FRESH_S` ago. Choosing the least
+        loaded is a matter of fairness, not safety: a view a moment old (another instance's
+        assignments since) costs at most a slightly uneven share, and saves two reads a request."""
+        now = time.monotonic()
+        if self._view is None or now - self._view.read_at > ROSTER_FRESH_S:
+            on_duty = [c.id for c in await self.store.on_duty()]
+            self._view = Roster(on_duty, await self.store.open_load() if on_duty else Counter(), now)
+        return self._view
+
+    def _roster_changed(self) -> None:
+        self._view = None
+
+    async def assign(self, assistance: Assistance) -> Assistance:
+        """Hand a queued request to the least-loaded on-duty concierge, if anyone is on duty."""
+        chosen = await self._least_loaded(assistance)
+        if chosen is None:
+            return assistance
+
+        def give(a: Assistance) -> None:
+            if a.status == "queued":  # someone else assigned it meanwhile: leave it
+                a.assign(chosen, self.clock.now())
+
+        assigned = await self.store.assistance.update(assistance.id, give)
+        if assigned.concierge_id == chosen and assistance.status == "queued":
+            self._took(chosen)
+        return assigned
+
+    async def assistance(self, assistance_id: str) -> Assistance:
+        try:
+            return await self.store.assistance.require(assistance_id)
+        except NotFound:
+            raise Missing(f"no assistance request {assistance_id}") from None
+
+    async def accept(self, assistance_id: str) -> Assistance:
+        await self.assistance(assistance_id)
+        assistance = await self.store.assistance.update(assistance_id, lambda a: a.accept(self.clock.now()))
+        assert assistance.accepted_at is not None
+        self.metrics.accept.labels(assistance.kind).observe(
+            (assistance.accepted_at - assistance.requested_at).total_seconds()
+        )
+        return assistance
+
+    async def complete(self, assistance_id: str, note: str | None) -> Assistance:
+        await self.assistance(assistance_id)
+        assistance = await self.store.assistance.update(assistance_id, lambda a: a.complete(self.clock.now(), note))
+        self._roster_changed()
+        return assistance
+
+    async def cancel(self, assistance_id: str, reason: str | None) -> Assistance:
+        await self.assistance(assistance_id)
+        assistance = await self.store.assistance.update(assistance_id, lambda a: a.cancel(self.clock.now(), reason))
+        self._roster_changed()
+        return assistance
+
+    async def set_duty(self, concierge_id: str, on_duty: bool) -> Concierge:
+        try:
+            await self.store.concierges.require(concierge_id)
+        except NotFound:
+            raise Missing(f"no concierge {concierge_id}; see GET /concierges") from None
+        concierge = await self.store.concierges.update(concierge_id, lambda c: c.set_duty(on_duty, self.clock.now()))
+        self._roster_changed()
+        if on_duty:
+            await self.assign_queued()
+        return concierge
+
+    async def assign_queued(self) -> None:
+        for assistance in await self.store.open_assistance():
+            if assistance.status == "queued":
+                await self.assign(assistance)
+
+    # --- events --------------------------------------------------------------------------------
+
+    async def ticket_issued(self, envelope: CloudEvent, ticket: TicketIssued) -> None:
+        """One assistance request per need on the ticket, its id derived from the event."""
+        for need in ticket.needs:
+            await self.request_assistance(
+                derived_id(envelope.id, "assistance", need),
+                kind=KIND_FOR_NEED[need],
+                ticket_id=ticket.ticket_id,
+                note=need if KIND_FOR_NEED[need] == "other" else None,
+                cause=envelope,
+            )
+
+    async def tyre_alert(self, envelope: CloudEvent, alert: TyreAlert) -> None:
+        """A flat tyre in the car park: a concierge helps the owner with the car."""
+        await self.request_assistance(
+            derived_id(envelope.id, "assistance", "vehicle_help"),
+            kind="vehicle_help",
+            ticket_id=alert.ticket_id,
+            incident_id=alert.incident_id,
+            location=f"car park {alert.space}" if alert.space else "car park",
+            cause=envelope,
+        )
+
+    # --- the watchdog --------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """What time alone triggers: escalations, reminders before due, overdue loans, requests
+        waiting for someone to come on duty, and units claimed by loans that were never written."""
+        now = self.clock.now()
+        for assistance in await self.store.open_assistance():
+            if acceptance_overdue(assistance, now):
+                escalated = await self.store.assistance.update(assistance.id, lambda a: a.escalate(now))
+                if escalated.escalations > assistance.escalations:
+                    self.metrics.escalations.labels(assistance.kind).inc()
+                    self._roster_changed()
+                assistance = escalated
+            if assistance.status == "queued":
+                await self.assign(assistance)
+        for loan in await self.store.loans_out():
+            if loan_is_overdue(loan, now):
+                await self.store.loans.update(loan.id, lambda entry: entry.mark_overdue(now))
+            elif loan_is_due_soon(loan, now):
+                await self.store.loans.update(loan.id, lambda entry: entry.remind("due_soon", now))
+        await self._release_orphan_claims(now)
+
+    async def _release_orphan_claims(self, now: datetime) -> None:
+        for item in await self.store.lendables.find({}):
+            for unit in item.units:
+                if (
+                    unit.state == "lent"
+                    and unit.loan_id
+                    and unit.since
+                    and now - unit.since > ORPHAN_CLAIM_AFTER
+                    and await self.store.loans.get(unit.loan_id) is None
+                ):
+                    await self.store.lendables.update(
+                        item.id, lambda i, u=unit.unit_id, loan=unit.loan_id: i.release(u, loan)
+                    )

@@ -1,0 +1,270 @@
+"""The concierge service over real Kafka and FerretDB: the lending box, consumables, assistance."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from goldenkey.concierge.app import Settings, build_app
+from goldenkey.concierge.domain import ACCEPT_WITHIN, Consumable
+from goldenkey.contracts import TicketIssued, TyreAlert, dlq_topic, envelope_for
+from goldenkey.kit import ManualClock
+from tests.support import RunningApp, TopicReader, produce, unique, wait_for
+
+pytestmark = pytest.mark.integration
+OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in Xi'an
+DESK = {"Authorization": "Bearer dev-concierge"}
+OPS = {"Authorization": "Bearer dev-ops"}
+KIOSK = {"Authorization": "Bearer dev-kiosk"}
+TOPICS = ("concierge.loans", "concierge.stock", "concierge.assistance")
+
+
+@dataclass
+class Desk:
+    client: httpx.AsyncClient
+    app: Any
+    clock: ManualClock
+
+    @property
+    def concierge(self) -> Any:
+        return self.app.state.concierge
+
+    @property
+    def kit(self) -> Any:
+        return self.app.state.kit
+
+    async def post(self, path: str, body: dict[str, Any] | None = None, headers: dict[str, str] = DESK) -> Any:
+        return await self.client.post(path, json=body, headers=headers)
+
+
+@pytest.fixture
+async def desk(infra: Any) -> AsyncIterator[Desk]:
+    clock = ManualClock(OPENING)
+    settings = Settings(
+        kafka_bootstrap=infra.kafka_bootstrap,
+        mongodb_url=infra.mongodb_url,
+        mongodb_database=unique("concierge_"),
+        dev_tokens=True,
+        consumer_backoff_s=0.05,
+        mongodb_timeout_ms=2000,
+        watch_s=3600,  # the tests run the watchdog's sweep themselves, at the times they choose
+    )
+    app = build_app(settings, clock=clock)
+    async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=60) as client:
+        yield Desk(client, app, clock)
+
+
+def of(reader: TopicReader, event_type: str, **data: Any) -> list[dict[str, Any]]:
+    return [
+        e for e in reader.events() if e["type"] == event_type and all(e["data"].get(k) == v for k, v in data.items())
+    ]
+
+
+async def test_fifty_concurrent_dispensations_against_twenty_leave_zero_and_thirty_refusals(
+    desk: Desk, infra: Any
+) -> None:
+    sku = unique("test-candy-")
+    await desk.concierge.store.consumables.add(Consumable(id=sku, name_zh="糖", name_en="Candy", stock=20, minimum=5))
+    async with TopicReader(infra.kafka_bootstrap, "concierge.stock") as reader:
+        answers = await asyncio.gather(*(desk.post("/dispensations", {"sku": sku, "qty": 1}) for _ in range(50)))
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [201] * 20 + [409] * 30, codes
+        assert all("only 0" in a.json()["detail"] for a in answers if a.status_code == 409)
+        await wait_for(lambda: len(of(reader, "consumable.dispensed", sku=sku)) >= 20, 60)
+        await wait_for(lambda: of(reader, "stock.low", sku=sku))
+        await asyncio.sleep(0.5)
+        dispensed, low = of(reader, "consumable.dispensed", sku=sku), of(reader, "stock.low", sku=sku)
+    assert (await desk.concierge.store.consumables.require(sku)).stock == 0
+    assert len(dispensed) == 20
+    assert sorted(e["data"]["remaining"] for e in dispensed) == list(range(20))
+    assert [e["data"]["remaining"] for e in low] == [4], "once, when the stock fell below its minimum of 5"
+
+
+async def test_a_unit_is_never_lent_twice(desk: Desk) -> None:
+    answers = await asyncio.gather(
+        *(desk.post("/loans", {"sku": "wheelchair", "ticket_id": f"t-{n}"}) for n in range(8))
+    )
+    lent = [a.json() for a in answers if a.status_code == 201]
+    refused = [a for a in answers if a.status_code != 201]
+    assert len(lent) == 4, "the box holds four wheelchairs"
+    assert len({loan["unit_id"] for loan in lent}) == 4
+    assert all(a.status_code == 409 and "no wheelchair is free" in a.json()["detail"] for a in refused)
+    back = await desk.post(f"/loans/{lent[0]['loan_id']}/return", {"condition": "damaged"})
+    assert back.json()["status"] == "returned"
+    again = await desk.post("/loans", {"sku": "wheelchair", "ticket_id": "t-9"})
+    assert again.status_code == 409, "a damaged wheelchair goes to maintenance, not back on the shelf"
+    inventory = (await desk.client.get("/inventory", headers=OPS)).json()
+    wheelchairs = next(i for i in inventory["lendables"] if i["sku"] == "wheelchair")
+    assert sorted(u["state"] for u in wheelchairs["units"]) == ["lent", "lent", "lent", "maintenance"]
+
+
+async def test_a_loan_is_due_at_closing_reminded_before_and_overdue_exactly_once(desk: Desk, infra: Any) -> None:
+    async with TopicReader(infra.kafka_bootstrap, "concierge.loans") as reader:
+        answer = await desk.post("/loans", {"sku": "umbrella", "borrower": {"name": "王先生", "phone": "13800138000"}})
+        assert answer.status_code == 201, answer.text
+        loan = answer.json()
+        assert loan["due_at"] == "2026-11-25T09:00:00Z", "the end of the business day, 17:00 in Xi'an"
+        desk.clock.set(datetime(2026, 11, 25, 8, 50, tzinfo=UTC))
+        await desk.concierge.sweep()
+        desk.clock.set(datetime(2026, 11, 25, 9, 1, tzinfo=UTC))
+        await asyncio.gather(desk.concierge.sweep(), desk.concierge.sweep())
+        await desk.concierge.sweep()
+        await wait_for(lambda: of(reader, "item.overdue", loan_id=loan["loan_id"]))
+        await asyncio.sleep(0.5)
+        events = [e for e in reader.events() if e["subject"] == loan["loan_id"]]
+    assert [e["type"] for e in events] == ["item.lent", "item.return_requested", "item.overdue"]
+    assert events[1]["data"]["reason"] == "due_soon"
+    assert "13800138000" not in str(events), "the walk-in's phone stays here"
+    assert "王" not in str(events), "and so does their name"
+    assert [e["sequence"] for e in events] == [1, 2, 3]
+
+
+async def test_an_unaccepted_request_is_escalated_after_three_minutes_and_reassigned(desk: Desk, infra: Any) -> None:
+    async with TopicReader(infra.kafka_bootstrap, "concierge.assistance") as reader:
+        first = (await desk.post("/assistance", {"kind": "escort", "location": "东门"}, headers=KIOSK)).json()
+        second = (await desk.post("/assistance", {"kind": "other"})).json()
+        assert first["status"] == "assigned"
+        assert second["concierge_id"] != first["concierge_id"], "the least-loaded concierge takes the next one"
+        accepted = await desk.post(f"/assistance/{second['assistance_id']}/accept")
+        assert accepted.json()["status"] == "accepted"
+        desk.clock.advance(ACCEPT_WITHIN)
+        await desk.concierge.sweep()
+        moved = (await desk.client.get(f"/assistance/{first['assistance_id']}", headers=OPS)).json()
+        assert moved["status"] == "assigned"
+        assert moved["concierge_id"] not in (None, first["concierge_id"])
+        assert moved["escalations"] == 1
+        await wait_for(lambda: len([e for e in reader.events() if e["subject"] == first["assistance_id"]]) >= 4)
+        trail = [e for e in reader.events() if e["subject"] == first["assistance_id"]]
+    assert [e["type"] for e in trail] == [
+        "assistance.requested",
+        "assistance.assigned",
+        "assistance.escalated",
+        "assistance.assigned",
+    ]
+    assert trail[2]["data"]["concierge_id"] == first["concierge_id"]
+    assert trail[3]["data"]["previous_concierge_id"] == first["concierge_id"]
+    assert (await desk.post(f"/assistance/{second['assistance_id']}/accept")).status_code == 409
+    listed = (await desk.client.get("/assistance", params={"status": "accepted"}, headers=OPS)).json()
+    assert [a["assistance_id"] for a in listed] == [second["assistance_id"]]
+
+
+async def test_requests_wait_for_a_concierge_to_come_on_duty(desk: Desk) -> None:
+    for concierge in ("GK1", "GK2", "GK3", "GK4", "GK5"):
+        assert (await desk.post(f"/concierges/{concierge}/duty", {"on_duty": False})).status_code == 200
+    queued = (await desk.post("/assistance", {"kind": "mother_baby_room"})).json()
+    assert queued["status"] == "queued"
+    assert queued["concierge_id"] is None
+    await desk.post("/concierges/GK3/duty", {"on_duty": True})
+    now = (await desk.client.get(f"/assistance/{queued['assistance_id']}", headers=OPS)).json()
+    assert (now["status"], now["concierge_id"]) == ("assigned", "GK3")
+
+
+async def test_bad_input_gets_a_clear_4xx_and_publishes_nothing(desk: Desk, infra: Any) -> None:
+    marker = unique("t-bad-")
+    bad = [
+        ("/loans", {"sku": "no-such-thing", "ticket_id": marker}, DESK, 404),
+        ("/loans", {"sku": "umbrella"}, DESK, 422),  # neither a ticket nor a borrower
+        ("/loans", {"sku": "umbrella", "ticket_id": marker, "due_at": "2020-01-01T00:00:00Z"}, DESK, 422),
+        ("/loans", {"sku": "umbrella", "ticket_id": marker, "due_at": "2026-11-25T18:00:00"}, DESK, 422),  # naive
+        ("/loans", {"sku": "umbrella", "ticket_id": marker}, KIOSK, 403),
+        ("/loans", {"sku": "umbrella", "ticket_id": marker, "colour": "red"}, DESK, 422),
+        ("/loans", {"sku": "umbrella", "borrower": {"name": "王", "phone": "not a phone"}}, DESK, 422),
+        ("/dispensations", {"sku": "candy", "qty": 0, "ticket_id": marker}, DESK, 422),
+        ("/dispensations", {"sku": "candy", "qty": 101, "ticket_id": marker}, DESK, 422),
+        ("/dispensations", {"sku": "umbrella", "qty": 1, "ticket_id": marker}, DESK, 404),
+        ("/assistance", {"kind": "teleport", "ticket_id": marker}, DESK, 422),
+        ("/assistance", {"kind": "escort", "ticket_id": marker, "note": "x" * 1001}, DESK, 422),
+        ("/assistance", {"kind": "escort", "ticket_id": marker}, OPS, 403),
+        ("/inventory/candy/restock", {"qty": -3}, DESK, 422),
+        ("/concierges/GK9/duty", {"on_duty": True}, DESK, 404),
+    ]
+    async with TopicReader(infra.kafka_bootstrap, *TOPICS) as reader:
+        for path, body, headers, expected in bad:
+            answer = await desk.post(path, body, headers)
+            assert answer.status_code == expected, (path, body, answer.text)
+            assert answer.json()["detail"], "the error says what is wrong"
+        assert (await desk.client.post("/loans", json={"sku": "umbrella", "ticket_id": marker})).status_code == 401
+        fence = await desk.post("/dispensations", {"sku": "pen", "qty": 1, "ticket_id": marker})
+        assert fence.status_code == 201
+        await wait_for(lambda: of(reader, "consumable.dispensed", ticket_id=marker))
+        await asyncio.sleep(0.5)
+        mine = [e for e in reader.events() if marker in str(e)]
+    assert [e["type"] for e in mine] == ["consumable.dispensed"], "only the good request's event"
+    assert await desk.concierge.store.loans.find({}) == []
+    assert (await desk.concierge.store.consumables.require("candy")).stock == 300
+
+
+async def test_needs_on_a_ticket_become_assistance_requests_once_however_often_delivered(desk: Desk) -> None:
+    ticket_id = unique("t-")
+    issued = envelope_for(
+        TicketIssued(
+            ticket_id=ticket_id,
+            number="B001",
+            category="B",
+            item_code="B001",
+            channel="kiosk",
+            needs=["wheelchair", "reading_glasses"],
+            issued_at=OPENING,
+        ),
+        time=OPENING,
+        correlationid=ticket_id,
+    )
+    data = TicketIssued.model_validate(issued.data)
+    await desk.concierge.ticket_issued(issued, data)
+    await desk.concierge.ticket_issued(issued, data)  # past the inbox: the ids derived from the event hold
+    requests = await desk.concierge.store.assistance.find({"ticket_id": ticket_id})
+    assert sorted(a.kind for a in requests) == ["other", "wheelchair"]
+    assert all(a.status == "assigned" for a in requests)
+    assert all(a.correlation == ticket_id for a in requests)
+
+
+async def test_a_poison_message_on_the_tickets_topic_lands_in_the_dead_letter_topic(desk: Desk, infra: Any) -> None:
+    poison = f'{{"broken": "{unique("poison-")}"'.encode()
+    async with TopicReader(infra.kafka_bootstrap, dlq_topic("concierge")) as dead:
+        await wait_for(desk.kit.kafka_ready.is_set, 30)
+        await produce(infra.kafka_bootstrap, "queue.tickets", poison, b"t-poison")
+        await wait_for(lambda: [r for r in dead.records if r.value == poison], 60)
+        record = next(r for r in dead.records if r.value == poison)
+    headers = {k: v.decode() for k, v in record.headers}
+    assert headers["x-original-topic"] == "queue.tickets"
+    assert headers["x-error-kind"] == "malformed"
+    assert headers["x-service"] == "concierge"
+
+
+async def test_the_desk_reports_its_state_as_metrics(desk: Desk) -> None:
+    await desk.post("/loans", {"sku": "iron", "ticket_id": "t-1", "due_at": "2026-11-25T02:00:00Z"})
+    await desk.post("/assistance", {"kind": "wheelchair"})
+    desk.clock.advance(timedelta(hours=1))
+    metrics = (await desk.client.get("/metrics")).text
+    assert 'goldenkey_loans_out{sku="iron"} 1.0' in metrics
+    assert "goldenkey_loans_overdue 1.0" in metrics
+    assert 'goldenkey_stock_level{sku="candy"} 300.0' in metrics
+    assert 'goldenkey_assistance_open{kind="wheelchair"} 1.0' in metrics
+    assert "goldenkey_concierges_on_duty 5.0" in metrics
+    assert 'goldenkey_loans_total{sku="iron"} 1.0' in metrics
+
+
+async def test_a_flat_tyre_becomes_a_vehicle_help_request_for_the_incident(desk: Desk, infra: Any) -> None:
+    incident_id = unique("inc-")
+    alert = envelope_for(
+        TyreAlert(incident_id=incident_id, space="P-017", ticket_id="t-driver", reported_at=OPENING),
+        time=OPENING,
+        correlationid=incident_id,
+    )
+    async with TopicReader(infra.kafka_bootstrap, "concierge.assistance") as reader:
+        await wait_for(desk.kit.kafka_ready.is_set, 30)
+        await produce(infra.kafka_bootstrap, "parking.incidents", alert.to_bytes(), incident_id.encode())
+        assigned = await wait_for(lambda: of(reader, "assistance.assigned", incident_id=incident_id), 60)
+    help_ = await desk.concierge.assistance(assigned[0]["data"]["assistance_id"])
+    assert help_.kind == "vehicle_help"
+    assert help_.location == "car park P-017"
+    assert help_.ticket_id == "t-driver"
+    assert assigned[0]["correlationid"] == incident_id
+    requested = of(reader, "assistance.requested", incident_id=incident_id)
+    assert requested[0]["causationid"] == alert.id
