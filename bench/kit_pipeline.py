@@ -36,11 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `tests.widgets` and `deploy.native.devstack` live at the repo root
     sys.path.insert(0, str(REPO))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaProducer, ConsumerRecord  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from pymongo import AsyncMongoClient, monitoring  # noqa: E402
 
-from bench.common import Infra, start_stack  # noqa: E402
+from bench.common import Infra, TopicReader, start_stack  # noqa: E402
 from goldenkey.contracts import CONTENT_TYPE, CloudEvent, envelope_for  # noqa: E402
 from goldenkey.kit import KitSettings, Repository, ServiceKit  # noqa: E402
 from goldenkey.kit.kafka import ensure_topics  # noqa: E402
@@ -111,51 +111,20 @@ def fresh_contract() -> Contract:
     return contract
 
 
-class Arrivals:
-    """Reads topics from their beginning without a consumer group, noting when each record
-    arrived (wall clock, to compare with the events' own `time`)."""
+class Arrivals(TopicReader):
+    """Reads topics from their beginning, noting when each record arrived (wall clock, to compare
+    with the events' own `time`)."""
 
     def __init__(self, bootstrap: str, *topics: str) -> None:
-        self.consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-        )
+        super().__init__(bootstrap, *topics)
         self.seen: list[tuple[float, bytes]] = []
-        self._target = 0
-        self._reached = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Arrivals:
-        await self.consumer.start()
-        await wait_for(lambda: self.consumer.assignment(), 30)
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-
-    async def _run(self) -> None:
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for records in batch.values():
-                self.seen.extend((now, r.value or b"") for r in records)
-            if self._target and len(self.seen) >= self._target:
-                self._reached.set()
+    def arrived(self, at: float, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        self.seen.extend((at, r.value or b"") for r in records)
 
     async def wait_count(self, count: int, until: float) -> bool:
         """Whether `count` records have arrived by `until` (a `time.time()`)."""
-        self._target = count
-        self._reached.clear()
-        if len(self.seen) >= count:
-            return True
-        try:
-            await asyncio.wait_for(self._reached.wait(), max(0.0, until - time.time()))
-        except TimeoutError:
-            return False
-        return True
+        return await self.wait_until(lambda: len(self.seen) >= count, time.monotonic() + until - time.time())
 
     @property
     def last(self) -> float:

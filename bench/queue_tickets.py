@@ -25,7 +25,6 @@ import platform
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,19 +41,16 @@ if str(REPO) not in sys.path:  # `deploy.native.devstack` lives at the repo root
     sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
-from aiokafka import AIOKafkaConsumer  # noqa: E402
+from aiokafka import ConsumerRecord  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
 
-from bench.common import Infra, start_stack  # noqa: E402
-from deploy.native import devstack  # noqa: E402
+from bench.common import Infra, ServiceProcess, TopicReader, fmt, memory, mib, percentile, start_stack  # noqa: E402
 from goldenkey.contracts.topics import QUEUE_TICKETS  # noqa: E402
 
 ITEM_CODES = ("A001", "B001", "C001", "D001")
 """Service items of four different categories, taken in turn."""
 KIOSK = {"Authorization": "Bearer dev-kiosk"}
-READY_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
 SINGLE = 12
 """Requests sent one at a time before the load, for a latency without queueing."""
 """The throwaway stack's processes whose CPU time is reported, by their pid files' names."""
@@ -97,14 +93,6 @@ class Load:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def percentile(values: Iterable[float], p: float) -> float | None:
-    """Nearest-rank percentile, in milliseconds."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return 1000 * ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
-
-
 async def in_parallel(count: int, operation: Callable[[int], Awaitable[None]], *, tasks: int, until: float) -> int:
     """Run `operation(0..count-1)`, `tasks` at a time, starting none after `until` (a
     `time.monotonic()`); how many started."""
@@ -123,19 +111,6 @@ async def in_parallel(count: int, operation: Callable[[int], Awaitable[None]], *
 
 def cut_note(done: int, n: int, seconds: float) -> str:
     return "" if done >= n else f"; cut at {seconds:.0f}s with {done}/{n} done"
-
-
-def memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of a process, in kB, from /proc/<pid>/status."""
-    found: dict[str, int] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                found[name] = int(value.split()[0])
-    except OSError:
-        pass
-    return found
 
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -186,148 +161,35 @@ class CpuMeter:
         ]
 
 
-def mib(kb: int | None) -> str:
-    return "—" if kb is None else f"{kb / 1024:.1f} MiB"
+# --- the events ------------------------------------------------------------------------------
 
 
-# --- the service -----------------------------------------------------------------------------
-
-
-class Service:
-    """`python -m goldenkey.queue` as a child process, its log in a file."""
-
-    def __init__(self, infra: Infra, database: str, log: Path) -> None:
-        self.port = devstack.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.env = {
-            **os.environ,
-            "GOLDENKEY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
-            "GOLDENKEY_MONGODB_URL": infra.mongodb_url,
-            "GOLDENKEY_MONGODB_DATABASE": database,
-            "GOLDENKEY_HTTP_PORT": str(self.port),
-            "GOLDENKEY_DEV_TOKENS": "true",
-            "GOLDENKEY_BUSINESS_HOURS": "Mon-Sun 00:00-24:00",
-            "GOLDENKEY_LOG_LEVEL": "WARNING",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "goldenkey.queue"], env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    async def ready(self, client: httpx.AsyncClient) -> float:
-        """Seconds from start until /health/ready answered 200."""
-        assert self.proc is not None
-        began = time.monotonic()
-        while time.monotonic() - began < READY_TIMEOUT_S:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if (await client.get("/health/ready", timeout=3)).status_code == 200:
-                    return time.monotonic() - began
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"the queue service did not become ready; log tail:\n{self.tail()}")
-
-    def stop(self) -> tuple[float | None, int | None]:
-        """SIGTERM, then wait: seconds until it exited and its exit code (None: it had to be killed)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None, None if self.proc is None else self.proc.returncode
-        began = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None, None
-        return time.monotonic() - began, code
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def complaints(self) -> Counter[str]:
-        """Warnings, errors and tracebacks in the service's log, by message."""
-        found: Counter[str] = Counter()
-        for line in self.log.read_text(errors="replace").splitlines() if self.log.exists() else []:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                if "Traceback" in line:
-                    found["Traceback (not JSON)"] += 1
-                continue
-            if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
-                found[f"{entry['level']}: {entry.get('event')}"] += 1
-        return found
-
-
-class IssuedEvents:
-    """Reads `queue.tickets` without a consumer group, noting when each `ticket.issued` arrived
-    (wall clock), by ticket id."""
+class IssuedEvents(TopicReader):
+    """Reads `queue.tickets` from its start, noting when each `ticket.issued` arrived (wall
+    clock), by ticket id."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.consumer = AIOKafkaConsumer(
-            QUEUE_TICKETS, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-        )
-        self.arrived: dict[str, float] = {}
+        super().__init__(bootstrap, QUEUE_TICKETS)
+        self.seen: dict[str, float] = {}
         self.stamped: dict[str, float] = {}
         """ticket id → the event's own `time` (set by the service as it issued the ticket)."""
         self.types: Counter[str] = Counter()
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> IssuedEvents:
-        await self.consumer.start()
-        deadline = time.monotonic() + 30
-        while not self.consumer.assignment():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no partitions of {QUEUE_TICKETS} assigned within 30s")
-            await asyncio.sleep(0.05)
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-
-    async def _run(self) -> None:
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for records in batch.values():
-                for record in records:
-                    try:
-                        event = json.loads(record.value or b"")
-                    except ValueError:
-                        continue
-                    self.types[event.get("type", "?")] += 1
-                    if event.get("type") == "ticket.issued" and event["data"]["ticket_id"] not in self.arrived:
-                        self.arrived[event["data"]["ticket_id"]] = now
-                        self.stamped[event["data"]["ticket_id"]] = datetime.fromisoformat(event["time"]).timestamp()
+    def arrived(self, at: float, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            try:
+                event = json.loads(record.value or b"")
+            except ValueError:
+                continue
+            self.types[event.get("type", "?")] += 1
+            if event.get("type") == "ticket.issued" and event["data"]["ticket_id"] not in self.seen:
+                self.seen[event["data"]["ticket_id"]] = at
+                self.stamped[event["data"]["ticket_id"]] = datetime.fromisoformat(event["time"]).timestamp()
 
     async def wait_for(self, ids: Iterable[str], until: float) -> bool:
         """Whether every one of `ids` has arrived by `until` (a `time.monotonic()`)."""
         wanted = set(ids)
-        while not wanted <= self.arrived.keys():
-            if time.monotonic() > until:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await self.wait_until(lambda: wanted <= self.seen.keys(), until)
 
 
 # --- the figures -----------------------------------------------------------------------------
@@ -437,13 +299,6 @@ def database_name(info: dict[str, Any], native: bool) -> str:
     return f"MongoDB {info.get('version', '?')}"
 
 
-def fmt(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "—"
-    text = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-    return f"{text} {unit}".strip()
-
-
 def print_table(rows: list[Row]) -> None:
     header = ("figure", "value", "ceiling", "ratio")
     cells = [
@@ -482,7 +337,7 @@ async def measure(infra: Infra, n: int, concurrency: int, seconds: float, workdi
 
     run = secrets.token_hex(4)
     database = f"goldenkey_bench_queue_{run}"
-    service = Service(infra, database, workdir / "queue.log")
+    service = ServiceProcess("queue", infra, database, workdir / "queue.log")
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     client = httpx.AsyncClient(base_url=service.url, limits=limits, timeout=REQUEST_TIMEOUT_S)
     stopped: tuple[float | None, int | None] = (None, None)
@@ -524,7 +379,7 @@ async def measure(infra: Infra, n: int, concurrency: int, seconds: float, workdi
             issued = {**warm.answered, **single.answered, **load.answered}
             last_answer = max(load.answered.values(), default=time.time())
             all_seen = await events.wait_for(issued, time.monotonic() + max(30.0, seconds / 2))
-            seen = {t: events.arrived[t] for t in issued if t in events.arrived}
+            seen = {t: events.seen[t] for t in issued if t in events.seen}
             lags = [seen[t] - events.stamped[t] for t in load.answered if t in seen]
             last_event = max((seen[t] for t in load.answered if t in seen), default=None)
             event_types = dict(events.types)
