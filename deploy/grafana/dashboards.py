@@ -32,9 +32,20 @@ COMMAND = ".venv/bin/python deploy/grafana/dashboards.py"
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
 TAGS = ["goldenkey"]
 RATE_WINDOW = "5m"
+# Citizens arrive, are called and borrow things one every few minutes per category: over 5 minutes
+# the hall's own rates jump between 0 and a burst, so they are averaged over 15.
+HALL_WINDOW = "15m"
+# The business day is Asia/Shanghai's (DESIGN §4, queue): "today" must mean it in any browser.
+HALL_TIMEZONE = "Asia/Shanghai"
+TODAY = "now/d"  # a panel's relative time: the day so far
+# The service level counts waits up to this long as on time. It is a bound of the wait histogram's
+# buckets (goldenkey.queue.metrics.WAIT_BUCKETS), so the share is exact, not interpolated.
+ON_TIME_WAIT_S = 1200
+ON_TIME_BUCKET = f'le="{float(ON_TIME_WAIT_S)}"'  # prometheus_client writes bounds as floats: "1200.0"
 # `service` is the scrape target's label (deploy/prometheus/prometheus.yml), so every series has it,
 # FastStream's included (whose own `app_name` label carries the same name).
 SELECTED_SERVICES = 'service=~"$service"'
+SELECTED_CATEGORIES = 'category=~"$category"'
 
 Build = Callable[[], dashboard.Dashboard]
 Panel = TypeVar("Panel", timeseries.Panel, stat.Panel)
@@ -64,14 +75,14 @@ def goldenkey_dashboard(uid: str, title: str, description: str) -> dashboard.Das
     )
 
 
-def service_variable() -> dashboard.QueryVariable:
-    """`$service`: one, several or all of the services Prometheus scrapes."""
+def label_variable(name: str, label: str, description: str, values_of: str) -> dashboard.QueryVariable:
+    """`$name`: one, several or all of the values the series `values_of` has for the label `name`."""
     return (
-        dashboard.QueryVariable("service")
-        .label("Service")
-        .description("The services to show")
+        dashboard.QueryVariable(name)
+        .label(label)
+        .description(description)
         .datasource(PROMETHEUS)
-        .query('label_values(up{job="goldenkey"}, service)')
+        .query(f"label_values({values_of}, {name})")
         .refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -80,18 +91,43 @@ def service_variable() -> dashboard.QueryVariable:
     )
 
 
+def service_variable() -> dashboard.QueryVariable:
+    """`$service`: one, several or all of the services Prometheus scrapes."""
+    return label_variable("service", "Service", "The services to show", 'up{job="goldenkey"}')
+
+
+def category_variable() -> dashboard.QueryVariable:
+    """`$category`: one, several or all of the queue's service categories, by ticket letter."""
+    return label_variable(
+        "category", "Category", "The service categories to show, by ticket letter", "goldenkey_queue_waiting"
+    )
+
+
 def selector(metric: str, *matchers: str) -> str:
     """`metric{service=~"$service", …}`: a series of the services picked in `$service`."""
     return metric + "{" + ", ".join([SELECTED_SERVICES, *matchers]) + "}"
 
 
-def rate(series: str) -> str:
-    return f"rate({series}[{RATE_WINDOW}])"
+def rate(series: str, window: str = RATE_WINDOW) -> str:
+    return f"rate({series}[{window}])"
 
 
-def quantile(q: float, buckets: str) -> str:
-    """The q-quantile per service of a histogram, from its `_bucket` series."""
-    return f"histogram_quantile({q}, sum by (le, service) ({rate(buckets)}))"
+def quantile(q: float, buckets: str, by: str = "service", window: str = RATE_WINDOW) -> str:
+    """The q-quantile of a histogram per `by` (labels, comma-separated; "" for one overall), from
+    its `_bucket` series."""
+    labels = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({labels}) ({rate(buckets, window)}))"
+
+
+def state(gauge: str, by: str = "") -> str:
+    """A state gauge per `by` (labels, comma-separated; "" for one value). Read from MongoDB, every
+    instance of the service reports the same value: max, not sum."""
+    return f"max by ({by}) ({gauge})" if by else f"max({gauge})"
+
+
+def share(part: str, whole: str) -> str:
+    """`part / whole`, with no value rather than NaN where `whole` is 0 (nothing happened yet)."""
+    return f"{part} / ({whole} > 0)"
 
 
 def query(expr: str, legend: str) -> prometheus.Dataquery:
@@ -130,6 +166,26 @@ def graph(
     return with_queries(panel, queries)
 
 
+# Thresholds (colours) of `big_number` panels.
+NEUTRAL = [model.Threshold(None, "blue")]
+NONE_WANTED = [model.Threshold(None, "green"), model.Threshold(1, "red")]
+NONE_EXPECTED = [model.Threshold(None, "green"), model.Threshold(1, "orange")]
+AT_LEAST_ONE = [model.Threshold(None, "red"), model.Threshold(1, "green")]
+UP_OR_DOWN: list[model.ValueMapping] = [
+    model.ValueMap(
+        {
+            "0": model.ValueMappingResult(text="DOWN", color="red", index=0),
+            "1": model.ValueMappingResult(text="UP", color="green", index=1),
+        }
+    )
+]
+
+
+def today(panel: stat.Panel) -> stat.Panel:
+    """The panel shows the day so far (in the dashboard's time zone), whatever range is picked."""
+    return panel.time_from(TODAY)
+
+
 def big_number(
     title: str,
     description: str,
@@ -161,6 +217,93 @@ def big_number(
     return with_queries(panel, [q.instant() for q in queries])
 
 
+def counted(
+    title: str,
+    description: str,
+    counter: str,
+    legend: str,
+    *,
+    thresholds: list[model.Threshold],
+    width: int,
+    height: int = 8,
+) -> stat.Panel:
+    """A big number of how much `counter` went up over the panel's time range, a whole number."""
+    increase = query(f"sum(increase({counter}[$__range]))", legend)
+    return big_number(
+        title, description, "short", increase, thresholds=thresholds, width=width, height=height
+    ).decimals(0)
+
+
+def by_category(gauge: str) -> prometheus.Dataquery:
+    """A line or number per category of one of the queue's state gauges (`gauge`: its series)."""
+    return query(state(gauge, "category"), "{{category}}")
+
+
+# --- figures on more than one dashboard ----------------------------------------------------------
+# The hall overview repeats figures of the other dashboards, described for the operations team: each
+# is written once here, its query, unit and colours the same wherever it is shown.
+
+CONCIERGES_ON_DUTY = state("goldenkey_concierges_on_duty")
+ASSISTANCE_OPEN = state("goldenkey_assistance_open", "kind")
+LOANS_OUT = state("goldenkey_loans_out", "sku")
+LOANS_OVERDUE = state("goldenkey_loans_overdue")
+STOCK = state("goldenkey_stock_level", "sku")
+STOCK_MINIMUM = state("goldenkey_stock_minimum", "sku")
+NEEDS_MATERIALS = 'goldenkey_tickets_completed_total{outcome="needs_materials"}'
+
+
+def services_up(title: str, description: str, *matchers: str, width: int) -> stat.Panel:
+    """UP or DOWN per service, whether Prometheus reaches it; `matchers` narrow the services."""
+    up = query("min by (service) (up{" + ", ".join(['job="goldenkey"', *matchers]) + "})", "{{service}}")
+    return big_number(
+        title, description, "short", up, thresholds=AT_LEAST_ONE, mappings=UP_OR_DOWN, width=width, height=4
+    )
+
+
+def coverage_gaps(description: str, *, height: int) -> stat.Panel:
+    gaps = query(state("goldenkey_coverage_gaps"), "gaps")
+    return big_number("Coverage gaps", description, "short", gaps, thresholds=NONE_WANTED, width=4, height=height)
+
+
+def open_windows_now(title: str, description: str, windows_open: str, *, width: int) -> stat.Panel:
+    """`windows_open`: the series of the gauge, of the categories picked or of all."""
+    open_now = by_category(windows_open)
+    return big_number(title, description, "short", open_now, thresholds=AT_LEAST_ONE, width=width, height=4)
+
+
+def tickets_waiting(description: str, waiting: str, *more: prometheus.Dataquery, width: int = 8) -> timeseries.Panel:
+    """`waiting`: the series of the gauge, of the categories picked or of all; `more`: lines to add."""
+    return graph("Tickets waiting", description, "short", by_category(waiting), *more, width=width)
+
+
+def wait_p90(title: str, description: str, wait_buckets: str, *, width: int = 8) -> timeseries.Panel:
+    """`wait_buckets`: the wait histogram's `_bucket` series, of the categories picked or of all."""
+    p90 = query(quantile(0.9, wait_buckets, "category", HALL_WINDOW), "{{category}}")
+    return graph(title, description, "s", p90, width=width)
+
+
+def concierges_on_duty(description: str) -> stat.Panel:
+    on_duty = query(CONCIERGES_ON_DUTY, "on duty")
+    return big_number("Concierges on duty", description, "short", on_duty, thresholds=AT_LEAST_ONE, width=4, height=5)
+
+
+def loans_out(description: str) -> stat.Panel:
+    out = query(f"sum({LOANS_OUT})", "out")
+    return big_number("Loans out", description, "short", out, thresholds=NEUTRAL, width=4, height=5)
+
+
+def loans_overdue(description: str) -> stat.Panel:
+    overdue = query(LOANS_OVERDUE, "overdue")
+    return big_number("Loans overdue", description, "short", overdue, thresholds=NONE_EXPECTED, width=4, height=5)
+
+
+def consumables_below_minimum(description: str) -> stat.Panel:
+    below = query(f"count({STOCK} < {STOCK_MINIMUM}) or vector(0)", "below minimum")
+    return big_number(
+        "Consumables below minimum", description, "short", below, thresholds=NONE_WANTED, width=4, height=5
+    )
+
+
 # --- dashboards ----------------------------------------------------------------------------------
 
 
@@ -184,24 +327,13 @@ def platform() -> dashboard.Dashboard:
         .with_variable(service_variable())
         .with_row(dashboard.Row("Availability"))
         .with_panel(
-            big_number(
+            services_up(
                 "Service up",
                 "Whether Prometheus reaches each service's /metrics endpoint (every 5 s). DOWN means the "
                 "process is gone or not answering: its API and its event handling are stopped. With several "
                 "instances, one unreachable instance is enough to show the service DOWN.",
-                "short",
-                query(f'min by (service) (up{{job="goldenkey", {SELECTED_SERVICES}}})', "{{service}}"),
-                thresholds=[model.Threshold(None, "red"), model.Threshold(1, "green")],
-                mappings=[
-                    model.ValueMap(
-                        {
-                            "0": model.ValueMappingResult(text="DOWN", color="red", index=0),
-                            "1": model.ValueMappingResult(text="UP", color="green", index=1),
-                        }
-                    )
-                ],
+                SELECTED_SERVICES,
                 width=24,
-                height=4,
             )
         )
         .with_row(dashboard.Row("HTTP: requests, errors, duration"))
@@ -297,8 +429,7 @@ def platform() -> dashboard.Dashboard:
                 "growing number means Kafka is unreachable or the relay stopped: the service still takes "
                 "commands, but the other services do not hear of them. Alert above 100 for 5 minutes.",
                 "short",
-                # Read from MongoDB, so every instance reports the same number: max, not sum.
-                query(f"max by (service) ({selector('goldenkey_outbox_pending')})", "{{service}}"),
+                query(state(selector("goldenkey_outbox_pending"), "service"), "{{service}}"),
                 width=12,
             )
         )
@@ -316,14 +447,518 @@ def platform() -> dashboard.Dashboard:
             )
         )
         .with_panel(
-            big_number(
+            counted(
                 "Dead letters in the time range",
                 "All messages the selected services moved to their dead-letter topics during the time "
                 "range picked at the top of the dashboard. Should be 0.",
-                "short",
-                query(f"sum(increase({dead_letters}[$__range]))", "dead letters"),
-                thresholds=[model.Threshold(None, "green"), model.Threshold(1, "red")],
+                dead_letters,
+                "dead letters",
+                thresholds=NONE_WANTED,
                 width=8,
+            )
+        )
+    )
+
+
+@provisioned
+def hall_overview() -> dashboard.Dashboard:
+    """The operations team's one screen: today's figures and what needs someone now."""
+    waits = "goldenkey_wait_seconds"
+    waiting = f"sum({state('goldenkey_queue_waiting', 'category')})"
+
+    return (
+        goldenkey_dashboard(
+            "goldenkey-hall",
+            "Golden Key Hall — Hall overview",
+            "The hall on one screen for the operations team: today's tickets and service level, the "
+            "queues and windows now, the Golden Key concierges' loans and assistance, and whether the "
+            "services are up. Figures marked 'today' count the business day so far (Asia/Shanghai).",
+        )
+        .timezone(HALL_TIMEZONE)
+        .time(TODAY, "now")
+        .with_row(dashboard.Row("Queue"))
+        .with_panel(
+            today(
+                counted(
+                    "Tickets issued today",
+                    "Tickets issued since midnight, at kiosks, in the app and by staff. Counted from the "
+                    "queue's counters, which can miss a few (the first of each kind after a restart); GET "
+                    "/stats/today on the queue service has the exact figure.",
+                    "goldenkey_tickets_issued_total",
+                    "issued",
+                    thresholds=NEUTRAL,
+                    width=5,
+                    height=5,
+                )
+            )
+        )
+        .with_panel(
+            big_number(
+                "Waiting now",
+                "Tickets issued today and not yet called, all categories together. The Queue dashboard "
+                "splits them by category.",
+                "short",
+                query(waiting, "waiting"),
+                thresholds=NEUTRAL,
+                width=5,
+                height=5,
+            )
+        )
+        .with_panel(
+            today(
+                big_number(
+                    f"Called within {ON_TIME_WAIT_S // 60} min today",
+                    f"Service level: the share of today's citizens who were called within "
+                    f"{ON_TIME_WAIT_S // 60} minutes of taking their ticket. Read from the wait histogram, "
+                    f"whose bucket ending at {ON_TIME_WAIT_S // 60} minutes makes it exact rather than "
+                    "estimated. The hall-wide 20 minutes is the middle of the categories' own targets (15, "
+                    "20 or 30 minutes): the metrics do not carry each category's target, and writing them "
+                    "here would go stale when an admin changes one. GET /stats/today on the queue service "
+                    "gives the service level against each category's own target. Green from 90%, orange "
+                    "from 80%.",
+                    "percentunit",
+                    query(
+                        share(
+                            f"sum(increase({waits}_bucket{{{ON_TIME_BUCKET}}}[$__range]))",
+                            f"sum(increase({waits}_count[$__range]))",
+                        ),
+                        "on time",
+                    ),
+                    thresholds=[
+                        model.Threshold(None, "red"),
+                        model.Threshold(0.8, "orange"),
+                        model.Threshold(0.9, "green"),
+                    ],
+                    width=5,
+                    height=5,
+                )
+            )
+        )
+        .with_panel(
+            today(
+                counted(
+                    "One-trip promise broken today",
+                    "Citizens sent home today to fetch missing materials (service completed with outcome "
+                    "needs_materials): each will have to come back, against the hall's 'at most one trip' "
+                    "promise. GET /stats/today on the queue service lists them per category and window.",
+                    NEEDS_MATERIALS,
+                    "breaches",
+                    thresholds=NONE_EXPECTED,
+                    width=5,
+                    height=5,
+                )
+            )
+        )
+        .with_panel(
+            coverage_gaps(
+                "Service categories with no open window now, during business hours. Above 0, citizens in "
+                "those queues cannot be called: open or resume a window serving them (GET /windows on the "
+                "queue service).",
+                height=5,
+            )
+        )
+        .with_panel(
+            open_windows_now(
+                "Open windows by category",
+                "Windows open now that serve each category (ticket letter). A window serving several "
+                "categories counts in each, so these do not add up to the windows staffed. Red: no open "
+                "window for that category.",
+                "goldenkey_windows_open",
+                width=24,
+            )
+        )
+        .with_row(dashboard.Row("Golden Key concierges"))
+        .with_panel(
+            concierges_on_duty(
+                "Golden Key concierges on duty now, who take assistance requests and lend items. Red: "
+                "nobody, so new assistance requests wait in a queue."
+            )
+        )
+        .with_panel(
+            big_number(
+                "Open assistance requests",
+                "Requests for help (escort, wheelchair, proxy service, mother-and-baby room, vehicle "
+                "help…) not yet completed or cancelled, whether queued, assigned or accepted.",
+                "short",
+                query(f"sum({ASSISTANCE_OPEN})", "open"),
+                thresholds=NEUTRAL,
+                width=4,
+                height=5,
+            )
+        )
+        .with_panel(
+            today(
+                counted(
+                    "Assistance escalations today",
+                    "Requests that waited 3 minutes without a concierge accepting them ('come at once when "
+                    "called') and were handed to another, since midnight.",
+                    "goldenkey_assistance_escalations_total",
+                    "escalations",
+                    thresholds=NONE_EXPECTED,
+                    width=4,
+                    height=5,
+                )
+            )
+        )
+        .with_panel(loans_out("Lent items (reading glasses, umbrellas, wheelchairs, power banks…) not yet returned."))
+        .with_panel(
+            loans_overdue(
+                "Lent items still out past their due time (by default the end of the business day). GET "
+                "/loans?status=out on the concierge service lists them with the ticket or borrower."
+            )
+        )
+        .with_panel(
+            consumables_below_minimum(
+                "Consumables (band-aids, alcohol swabs, pens…) whose stock is below the level set for "
+                "restocking. The Concierge dashboard shows which."
+            )
+        )
+        .with_row(dashboard.Row("Services"))
+        .with_panel(
+            services_up(
+                "Services up",
+                "Whether Prometheus reaches each service's /metrics endpoint. DOWN: that part of the hall "
+                "(queue, concierge, parking or feedback) is not working; the Platform dashboard shows more.",
+                width=16,
+            )
+        )
+        .with_panel(
+            today(
+                counted(
+                    "Dead-lettered messages today",
+                    "Events the services gave up on since midnight and moved to their dead-letter topics: "
+                    "each is something the hall did not act on. Should be 0; the Platform dashboard shows "
+                    "which service.",
+                    "goldenkey_dlq_messages_total",
+                    "dead letters",
+                    thresholds=NONE_WANTED,
+                    width=8,
+                    height=4,
+                )
+            )
+        )
+        .with_row(dashboard.Row("Today"))
+        .with_panel(
+            tickets_waiting(
+                "Tickets waiting to be called over the day, per category (ticket letter).",
+                "goldenkey_queue_waiting",
+                query(waiting, "all"),
+                width=12,
+            )
+        )
+        .with_panel(
+            wait_p90(
+                "Wait p90 by category",
+                "9 in 10 citizens called in the 15 minutes before each point waited less than this, per "
+                "category. The categories' targets are 15 to 30 minutes; the GoldenKeyLongWaits alert "
+                "fires when a category stays above 30 minutes for 15 minutes. Estimated from histogram "
+                "buckets (1, 5, 10, 15, 20, 30, 45, 60, 90, 120 minutes).",
+                f"{waits}_bucket",
+                width=12,
+            )
+        )
+    )
+
+
+@provisioned
+def queue() -> dashboard.Dashboard:
+    """The queue in detail: waiting, windows, waits, throughput and outcomes per category."""
+    waiting = f"goldenkey_queue_waiting{{{SELECTED_CATEGORIES}}}"
+    windows_open = f"goldenkey_windows_open{{{SELECTED_CATEGORIES}}}"
+    issued = f"goldenkey_tickets_issued_total{{{SELECTED_CATEGORIES}}}"
+    priority = f'goldenkey_tickets_issued_total{{{SELECTED_CATEGORIES}, priority!="none"}}'
+    wait_buckets = f"goldenkey_wait_seconds_bucket{{{SELECTED_CATEGORIES}}}"
+    on_time = f"goldenkey_wait_seconds_bucket{{{SELECTED_CATEGORIES}, {ON_TIME_BUCKET}}}"
+    waits = f"goldenkey_wait_seconds_count{{{SELECTED_CATEGORIES}}}"
+    service_buckets = f"goldenkey_service_seconds_bucket{{{SELECTED_CATEGORIES}}}"
+    completed = "goldenkey_tickets_completed_total"
+
+    return (
+        goldenkey_dashboard(
+            "goldenkey-queue",
+            "Golden Key Hall — Queue",
+            "The queue service per category (ticket letter): who is waiting now and where windows are "
+            "open, how long citizens wait and how long they spend at the window, how many tickets are "
+            "issued and how their service ends.",
+        )
+        .with_variable(category_variable())
+        .with_row(dashboard.Row("Now"))
+        .with_panel(
+            big_number(
+                "Waiting now",
+                "Tickets issued today and not yet called, per category, as the queue's database has them "
+                "now. Priority tickets, and normal ones past their category's target wait, are called first.",
+                "short",
+                by_category(waiting),
+                thresholds=NEUTRAL,
+                width=24,
+                height=4,
+            )
+        )
+        .with_panel(
+            open_windows_now(
+                "Open windows",
+                "Windows open now that serve each category. A window serving several categories counts in "
+                "each. Red: no window for that category, so its citizens cannot be called.",
+                windows_open,
+                width=20,
+            )
+        )
+        .with_panel(
+            coverage_gaps(
+                "Categories with no open window during business hours, all categories (not filtered). "
+                "The GoldenKeyCoverageGap alert fires when one lasts a minute. GET /windows shows which "
+                "windows are paused or closed.",
+                height=4,
+            )
+        )
+        .with_row(dashboard.Row("Waiting"))
+        .with_panel(
+            tickets_waiting(
+                "Tickets waiting to be called, per category. A line that keeps rising while the windows "
+                "stay the same means that category needs another window.",
+                waiting,
+            )
+        )
+        .with_panel(
+            graph(
+                "Open windows",
+                "Windows open and serving each category (a window serving several counts in each). Dips "
+                "are pauses for lunch or a break; 0 during business hours is a coverage gap.",
+                "short",
+                by_category(windows_open),
+            )
+        )
+        .with_panel(
+            wait_p90(
+                "Wait p90",
+                "9 in 10 citizens called in the 15 minutes before each point had waited less than this "
+                "since taking their ticket, per category. Targets are 15 to 30 minutes depending on the "
+                "category (GET /categories); the GoldenKeyLongWaits alert fires above 30 minutes for 15 "
+                "minutes. Estimated from histogram buckets (1, 5, 10, 15, 20, 30, 45, 60, 90, 120 "
+                "minutes): a line at 2 hours means 2 hours or more.",
+                wait_buckets,
+            )
+        )
+        .with_panel(
+            graph(
+                f"Called within {ON_TIME_WAIT_S // 60} min",
+                f"Share of the citizens called in the 15 minutes before each point who had waited "
+                f"{ON_TIME_WAIT_S // 60} minutes or less, per category: the service level, against one "
+                "hall-wide threshold (see the Hall overview's service level). Exact, since "
+                f"{ON_TIME_WAIT_S // 60} minutes is a bucket bound of the wait histogram. No line: nobody "
+                "of that category was called.",
+                "percentunit",
+                query(
+                    share(
+                        f"sum by (category) ({rate(on_time, HALL_WINDOW)})",
+                        f"sum by (category) ({rate(waits, HALL_WINDOW)})",
+                    ),
+                    "{{category}}",
+                ),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Time at the window p50",
+                "Half of the services that ended in the 15 minutes before each point took less than "
+                "this at the window, per category. Compare with the category's expected service minutes "
+                "(GET /categories). Estimated from buckets (1, 3, 5, 10, 15, 20, 30, 45, 60 minutes).",
+                "s",
+                query(quantile(0.5, service_buckets, "category", HALL_WINDOW), "{{category}}"),
+                width=12,
+            )
+        )
+        .with_row(dashboard.Row("Tickets"))
+        .with_panel(
+            graph(
+                "Tickets issued per hour",
+                "Tickets issued per category, per hour at the pace of the 15 minutes before each point.",
+                "short",
+                query(f"3600 * sum by (category) ({rate(issued, HALL_WINDOW)})", "{{category}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Tickets issued per hour by channel",
+                "Tickets issued at kiosks, in the app and by staff (selected categories), per hour at the "
+                "pace of the 15 minutes before each point.",
+                "short",
+                query(f"3600 * sum by (channel) ({rate(issued, HALL_WINDOW)})", "{{channel}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Priority tickets per hour",
+                "Tickets issued with a priority (elderly, disabled, pregnant, with infant, appointment), "
+                "which are called before the others, per hour at the pace of the 15 minutes before each "
+                "point.",
+                "short",
+                query(f"3600 * sum by (priority) ({rate(priority, HALL_WINDOW)})", "{{priority}}"),
+            )
+        )
+        .with_row(dashboard.Row("Outcomes (all categories)"))
+        .with_panel(
+            graph(
+                "Services ended per hour by outcome",
+                "Tickets whose service ended, per hour at the pace of the 15 minutes before each point, by "
+                "outcome: done, needs_materials (the citizen must come back with missing materials) or "
+                "referred. The metric has no category, so this ignores the category filter.",
+                "short",
+                query(f"3600 * sum by (outcome) ({rate(completed, HALL_WINDOW)})", "{{outcome}}"),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "One-trip promise broken",
+                "Share of the services ended in the hour before each point whose outcome was "
+                "needs_materials: the citizen was sent home for missing materials and must come again. "
+                "The GoldenKeyOneTripBreaches alert fires above 5% with at least 5 such citizens. GET "
+                "/stats/today shows them per category and window, a lead on which materials lists or "
+                "kiosk instructions mislead.",
+                "percentunit",
+                query(
+                    share(f"sum(increase({NEEDS_MATERIALS}[1h]))", f"sum(increase({completed}[1h]))"),
+                    "needs_materials",
+                ),
+                width=12,
+            )
+        )
+    )
+
+
+@provisioned
+def concierge() -> dashboard.Dashboard:
+    """The Golden Key concierges: who is on duty, assistance requests, loans and consumables."""
+    accept_buckets = "goldenkey_assistance_accept_seconds_bucket"
+
+    return (
+        goldenkey_dashboard(
+            "goldenkey-concierge",
+            "Golden Key Hall — Concierge",
+            "The Golden Key concierges: who is on duty, how fast assistance requests are accepted, what "
+            "is lent and overdue, and which consumables run low.",
+        )
+        .with_row(dashboard.Row("Now"))
+        .with_panel(
+            concierges_on_duty(
+                "Golden Key concierges on duty now. Red: nobody, so assistance requests wait in a queue "
+                "until someone goes on duty (POST /concierges/{id}/duty)."
+            )
+        )
+        .with_panel(
+            big_number(
+                "Open assistance requests",
+                "Requests not yet completed or cancelled (queued, assigned or accepted), per kind. GET "
+                "/assistance?status=queued lists those nobody has yet.",
+                "short",
+                query(ASSISTANCE_OPEN, "{{kind}}"),
+                thresholds=NEUTRAL,
+                width=8,
+                height=5,
+            )
+        )
+        .with_panel(loans_out("Lent units not yet returned, all items together."))
+        .with_panel(
+            loans_overdue(
+                "Loans out past their due time (by default the end of the business day). GET "
+                "/loans?status=out lists them with the ticket or the borrower to remind."
+            )
+        )
+        .with_panel(
+            consumables_below_minimum(
+                "Consumables whose stock is below their minimum; the Consumables row shows which. Restock "
+                "with POST /inventory/{sku}/restock."
+            )
+        )
+        .with_row(dashboard.Row("Assistance"))
+        .with_panel(
+            graph(
+                "Open requests and concierges on duty",
+                "Open assistance requests (all kinds) against the concierges on duty. Requests piling up "
+                "while the concierges stay the same means more are needed on the floor.",
+                "short",
+                query(f"sum({ASSISTANCE_OPEN})", "open requests"),
+                query(CONCIERGES_ON_DUTY, "on duty"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Time to accept p50 / p90",
+                "From a request to a concierge accepting it, over the requests accepted in the 15 minutes "
+                "before each point: half are faster than p50, 9 in 10 faster than p90. The promise is 3 "
+                "minutes ('come at once when called'); a request not accepted by then is escalated. "
+                "Estimated from buckets (10 s, 30 s, 1, 2, 3, 5, 10, 20 minutes).",
+                "s",
+                query(quantile(0.5, accept_buckets, "", HALL_WINDOW), "p50"),
+                query(quantile(0.9, accept_buckets, "", HALL_WINDOW), "p90"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Escalations per hour",
+                "Requests not accepted within 3 minutes and handed to another concierge, in the hour "
+                "before each point, per kind. The GoldenKeyAssistanceEscalations alert fires at 3 in half "
+                "an hour.",
+                "short",
+                query("sum by (kind) (increase(goldenkey_assistance_escalations_total[1h]))", "{{kind}}"),
+            )
+        )
+        .with_row(dashboard.Row("Lending"))
+        .with_panel(
+            graph(
+                "Loans out by item",
+                "Units lent and not back, per item (sku). An item at its number of units has none left "
+                "to lend (POST /loans answers 409).",
+                "short",
+                query(LOANS_OUT, "{{sku}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Loans overdue",
+                "Loans out past their due time. Reminders go out before the due time and when the "
+                "borrower's visit ends; the GoldenKeyLoansOverdue alert fires after 30 minutes.",
+                "short",
+                query(LOANS_OVERDUE, "overdue"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Loans per hour by item",
+                "Units lent in the hour before each point, per item.",
+                "short",
+                query("sum by (sku) (increase(goldenkey_loans_total[1h]))", "{{sku}}"),
+            )
+        )
+        .with_row(dashboard.Row("Consumables"))
+        .with_panel(
+            big_number(
+                "Stock above minimum",
+                "Pieces left above each consumable's minimum (stock minus minimum). Below 0 (red): restock "
+                "(POST /inventory/{sku}/restock); the GoldenKeyStockBelowMinimum alert fires after 10 "
+                "minutes. GET /inventory has the stock and minimum themselves.",
+                "short",
+                query(f"{STOCK} - {STOCK_MINIMUM}", "{{sku}}"),
+                thresholds=[model.Threshold(None, "red"), model.Threshold(0, "green")],
+            )
+        )
+        .with_panel(
+            graph(
+                "Stock level",
+                "Pieces left of each consumable. Steps up are restocks.",
+                "short",
+                query(STOCK, "{{sku}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Consumables handed out per hour",
+                "Pieces handed out in the hour before each point, per consumable.",
+                "short",
+                query("sum by (sku) (increase(goldenkey_consumables_dispensed_total[1h]))", "{{sku}}"),
             )
         )
     )

@@ -2,10 +2,12 @@
 
 The committed JSON must be what the generator writes, and every query may ask Prometheus only for
 series the services really export: a renamed metric would otherwise leave a panel silently empty.
+The alert rules (deploy/prometheus/rules) are held to the same: an alert would silently never fire.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -20,10 +22,12 @@ from prometheus_client import CollectorRegistry
 
 from deploy.grafana import dashboards as generator
 from goldenkey.kit.metrics import Metrics
+from goldenkey.queue.metrics import QueueMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+RULES = ROOT / "deploy" / "prometheus" / "rules"
 
 # The kit's own series the dashboards may use (goldenkey.kit.metrics), listed by hand on purpose.
 KIT_METRICS = {
@@ -34,16 +38,33 @@ KIT_METRICS = {
     "goldenkey_consumer_lag",
 }
 PROMETHEUS_METRICS = {"up"}  # written by Prometheus itself for every scrape target
+# A service's own metrics: the class in goldenkey.<service>.metrics that registers them beside the
+# kit's, and the dashboard that shows them.
+SERVICE_METRICS = {"queue": "QueueMetrics", "concierge": "ConciergeMetrics"}
+SERVICE_DASHBOARDS = {"queue": "goldenkey-queue.json", "concierge": "goldenkey-concierge.json"}
 UNITS = {"reqps", "eps", "s", "percentunit", "short"}
 
 SERIES_SUFFIXES = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_right", "inf", "nan"}
-GRAFANA_VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$__interval": "1m", "$service": "queue"}
+GRAFANA_VARIABLES = {
+    "$__range": "1h",
+    "$__rate_interval": "1m",
+    "$__interval": "1m",
+    "$service": "queue",
+    "$category": "A",
+}
+
+
+def families(registry: CollectorRegistry) -> dict[str, set[str]]:
+    """Each metric a registry exposes → the names of its series, before any label value is set."""
+    return {
+        family.name: {family.name + suffix for suffix in SERIES_SUFFIXES[family.type]} for family in registry.collect()
+    }
 
 
 def series_names(registry: CollectorRegistry) -> set[str]:
     """The names of the series a registry exposes, before any label value is set."""
-    return {family.name + suffix for family in registry.collect() for suffix in SERIES_SUFFIXES[family.type]}
+    return {name for names in families(registry).values() for name in names}
 
 
 def faststream_metrics() -> set[str]:
@@ -53,7 +74,26 @@ def faststream_metrics() -> set[str]:
     return series_names(registry)
 
 
-ALLOWED_METRICS = KIT_METRICS | faststream_metrics() | PROMETHEUS_METRICS
+def service_metrics(service: str) -> dict[str, set[str]] | None:
+    """The metrics a service registers itself (by metric, as `families`), or None while its
+    goldenkey.<service>.metrics module is not written yet: queries asking for them then fail."""
+    module_name = f"goldenkey.{service}.metrics"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as missing:
+        if missing.name != module_name:
+            raise
+        return None
+    metrics = Metrics(service)
+    kit = families(metrics.registry)
+    getattr(module, SERVICE_METRICS[service])(metrics)
+    return {name: series for name, series in families(metrics.registry).items() if name not in kit}
+
+
+SERVICES_OWN_METRICS = {
+    name for service in SERVICE_METRICS for series in (service_metrics(service) or {}).values() for name in series
+}
+ALLOWED_METRICS = KIT_METRICS | faststream_metrics() | PROMETHEUS_METRICS | SERVICES_OWN_METRICS
 
 
 def metric_names(expr: str) -> set[str]:
@@ -91,6 +131,11 @@ def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def variables(board: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = board.get("templating", {}).get("list", [])
+    return found
+
+
 def expressions(board: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, PromQL) for every panel query and every `label_values(…)` variable query."""
     found = [
@@ -98,10 +143,26 @@ def expressions(board: dict[str, Any]) -> list[tuple[str, str]]:
         for panel in panels(board)
         for target in panel.get("targets", [])
     ]
-    for variable in board.get("templating", {}).get("list", []):
+    for variable in variables(board):
         if variable["type"] == "query" and (match := re.fullmatch(r"label_values\((.+),\s*\w+\)", variable["query"])):
             found.append((f"${variable['name']}", match.group(1)))
     return found
+
+
+def asked(board: dict[str, Any]) -> set[str]:
+    """Every metric name a dashboard's queries ask for."""
+    return {name for _, expr in expressions(board) for name in metric_names(expr)}
+
+
+def rules() -> list[dict[str, Any]]:
+    """Every alerting and recording rule of deploy/prometheus/rules (not their promtool tests)."""
+    return [
+        rule
+        for path in sorted(RULES.glob("*.yml"))
+        if not path.stem.endswith("_test")
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+    ]
 
 
 ALL_EXPRESSIONS = [
@@ -109,6 +170,7 @@ ALL_EXPRESSIONS = [
     for name, board in committed().items()
     for where, expr in expressions(board)
 ]
+RULE_EXPRESSIONS = [pytest.param(rule["expr"], id=rule.get("alert") or rule["record"]) for rule in rules()]
 
 
 # --- the generator and the committed files -------------------------------------------------------
@@ -164,11 +226,34 @@ def test_faststream_metrics_are_read_from_the_installed_middleware() -> None:
     } <= faststream_metrics()
 
 
-@pytest.mark.parametrize("expr", ALL_EXPRESSIONS)
-def test_queries_ask_only_for_metrics_the_services_export(expr: str) -> None:
+def assert_only_exported_metrics(expr: str) -> None:
     names = metric_names(expr)
     assert names, f"no metric found in {expr!r}"
-    assert names <= ALLOWED_METRICS, f"unknown metric(s) {sorted(names - ALLOWED_METRICS)} in {expr!r}"
+    assert names <= ALLOWED_METRICS, (
+        f"unknown metric(s) {sorted(names - ALLOWED_METRICS)} in {expr!r}: not exported by the kit, "
+        f"FastStream's middleware, Prometheus or the metrics classes of {', '.join(SERVICE_METRICS)}"
+    )
+
+
+@pytest.mark.parametrize("expr", ALL_EXPRESSIONS)
+def test_queries_ask_only_for_metrics_the_services_export(expr: str) -> None:
+    assert_only_exported_metrics(expr)
+
+
+@pytest.mark.parametrize("expr", RULE_EXPRESSIONS)
+def test_alert_rules_ask_only_for_metrics_the_services_export(expr: str) -> None:
+    assert_only_exported_metrics(expr)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_METRICS))
+def test_a_service_dashboard_shows_every_metric_of_its_service(service: str) -> None:
+    own = service_metrics(service)
+    if own is None:
+        pytest.skip(f"goldenkey.{service}.metrics is not written yet")
+    assert own, f"goldenkey.{service}.metrics registers no metric"
+    shown = asked(load(DASHBOARDS / SERVICE_DASHBOARDS[service]))
+    missing = sorted(name for name, series in own.items() if not series & shown)
+    assert not missing, f"{SERVICE_DASHBOARDS[service]} shows nothing of {missing}"
 
 
 def test_queries_are_valid_promql(tmp_path: Path) -> None:
@@ -200,7 +285,7 @@ def test_every_panel_and_query_uses_the_provisioned_prometheus() -> None:
             assert panel.get("datasource") == expected, f"{name}: {panel['title']}"
             for target in panel.get("targets", []):
                 assert target.get("datasource") == expected, f"{name}: {panel['title']} {target['refId']}"
-        for variable in board["templating"]["list"]:
+        for variable in variables(board):
             assert variable.get("datasource") == expected, f"{name}: ${variable['name']}"
 
 
@@ -238,5 +323,46 @@ def test_the_platform_dashboard_is_provisioned_as_designed() -> None:
     assert service["multi"]
     assert service["includeAll"]
     assert service["query"] == 'label_values(up{job="goldenkey"}, service)'
-    asked = {name for _, expr in expressions(board) for name in metric_names(expr)}
-    assert asked >= KIT_METRICS | PROMETHEUS_METRICS
+    assert asked(board) >= KIT_METRICS | PROMETHEUS_METRICS
+
+
+def test_the_hall_overview_shows_the_operations_teams_figures() -> None:
+    board = load(DASHBOARDS / "goldenkey-hall.json")
+    assert board["title"] == "Golden Key Hall — Hall overview"
+    assert asked(board) >= {
+        "goldenkey_tickets_issued_total",
+        "goldenkey_queue_waiting",
+        "goldenkey_windows_open",
+        "goldenkey_coverage_gaps",
+        "goldenkey_wait_seconds_bucket",
+        "goldenkey_wait_seconds_count",
+        "goldenkey_tickets_completed_total",
+        "goldenkey_loans_out",
+        "goldenkey_loans_overdue",
+        "goldenkey_assistance_open",
+        "goldenkey_dlq_messages_total",
+        "up",
+    }
+
+
+def test_today_on_the_hall_overview_is_the_halls_business_day() -> None:
+    board = load(DASHBOARDS / "goldenkey-hall.json")
+    assert board["timezone"] == "Asia/Shanghai"  # the queue's business day (DESIGN §4)
+    for panel in panels(board):
+        counts_today = "today" in panel["title"].lower()
+        assert (panel.get("timeFrom") == "now/d") == counts_today, panel["title"]
+        if counts_today:
+            assert all("$__range" in target["expr"] for target in panel["targets"]), panel["title"]
+
+
+def test_the_service_level_reads_a_bucket_the_wait_histogram_has() -> None:
+    """Exact rather than interpolated, and spelled as prometheus_client writes the bound."""
+    metrics = Metrics("queue")
+    QueueMetrics(metrics).wait.labels("A").observe(1.0)
+    bounds = {
+        f'le="{sample.labels["le"]}"'
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == "goldenkey_wait_seconds_bucket"
+    }
+    assert generator.ON_TIME_BUCKET in bounds, sorted(bounds)
