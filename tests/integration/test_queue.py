@@ -310,6 +310,11 @@ async def test_numbers_start_again_at_001_after_midnight_and_yesterdays_tickets_
         await hall.open("W11")
         called = (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).json()
         stats = (await hall.client.get("/stats/today", headers=OPS)).json()
+        assert await hall.queue.close_earlier_days() == 2, "the watchdog ends yesterday's visits"
+        assert await hall.queue.close_earlier_days() == 0
+        closed = (await hall.client.get(f"/tickets/{late[1]['ticket_id']}", headers=KIOSK)).json()
+        today = (await hall.client.get(f"/tickets/{early['ticket_id']}", headers=KIOSK)).json()
+    assert (closed["status"], today["status"]) == ("cancelled", "called")
     assert [t["number"] for t in late] == ["B001", "B002"]
     assert (early["number"], early["position"], early["estimated_wait_s"]) == ("B001", 1, 0.0)
     assert (left_over["status"], left_over["position"]) == ("waiting", None), "yesterday's ticket has no place today"

@@ -23,7 +23,8 @@ class Settings(KitSettings):
     service: str = "queue"
     http_port: int = 8001
     coverage_check_s: float = 30.0
-    """How often the watchdog looks for categories with no open window."""
+    """How often the watchdog looks for categories with no open window (and for tickets an
+    earlier business day left behind, which it cancels)."""
 
 
 def build_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -49,6 +50,8 @@ def build_app(settings: Settings | None = None, clock: Clock | None = None) -> F
         while True:
             with contextlib.suppress(Exception):
                 await queue.watch_coverage()
+            with contextlib.suppress(Exception):
+                await queue.close_earlier_days()
             await asyncio.sleep(settings.coverage_check_s)
 
     kit.on_start(started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -28,6 +29,8 @@ from goldenkey.queue.metrics import QueueMetrics
 from goldenkey.queue.store import QueueStore
 
 COVERAGE_ID = "coverage"
+LEFT_AT_CLOSING = ("waiting", "called", "no_show")
+DAY_ENDED = "the business day ended"
 
 
 class QueueService:
@@ -252,6 +255,17 @@ class QueueService:
         except AlreadyExists:
             pass
         await self.store.coverage.update(COVERAGE_ID, lambda c: c.observe(gaps, now))
+
+    async def close_earlier_days(self) -> int:
+        """Cancel what earlier business days left waiting, called or missed: those citizens have
+        gone home, and their visits end (a concierge asks their loans back). Serving tickets stay
+        for their window to complete. How many it cancelled."""
+        today = self.calendar.business_day(self.clock.now()).isoformat()
+        left = await self.store.tickets.find({"status": {"$in": list(LEFT_AT_CLOSING)}, "day": {"$lt": today}})
+        for ticket in left:
+            with contextlib.suppress(Conflict):  # served or cancelled meanwhile
+                await self.store.tickets.update(ticket.id, lambda t: t.cancel(self.clock.now(), DAY_ENDED))
+        return len(left)
 
     # --- events --------------------------------------------------------------------------------
 
