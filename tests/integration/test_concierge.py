@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from goldenkey.concierge.app import Settings, build_app
-from goldenkey.concierge.domain import ACCEPT_WITHIN, Consumable
+from goldenkey.concierge.domain import ACCEPT_WITHIN, Consumable, Lendable
 from goldenkey.contracts import TicketIssued, TyreAlert, dlq_topic, envelope_for
 from goldenkey.kit import ManualClock
 from tests.support import RunningApp, TopicReader, produce, unique, wait_for
@@ -110,6 +110,7 @@ async def test_a_loan_is_due_at_closing_reminded_before_and_overdue_exactly_once
         assert answer.status_code == 201, answer.text
         loan = answer.json()
         assert loan["due_at"] == "2026-11-25T09:00:00Z", "the end of the business day, 17:00 in Xi'an"
+        assert (loan["borrower_name"], loan["borrower_phone_masked"]) == ("王先生", "138****8000")
         desk.clock.set(datetime(2026, 11, 25, 8, 50, tzinfo=UTC))
         await desk.concierge.sweep()
         desk.clock.set(datetime(2026, 11, 25, 9, 1, tzinfo=UTC))
@@ -268,3 +269,18 @@ async def test_a_flat_tyre_becomes_a_vehicle_help_request_for_the_incident(desk:
     assert assigned[0]["correlationid"] == incident_id
     requested = of(reader, "assistance.requested", incident_id=incident_id)
     assert requested[0]["causationid"] == alert.id
+
+
+async def test_a_unit_claimed_by_a_loan_that_was_never_written_goes_back_on_the_shelf(desk: Desk) -> None:
+    """A crash between claiming the unit and writing the loan leaves no iron lost for good."""
+
+    def claim(item: Lendable) -> None:
+        item.claim("never-written", desk.clock.now())
+
+    await desk.concierge.store.lendables.update("iron", claim)
+    assert (await desk.post("/loans", {"sku": "iron", "ticket_id": "t-1"})).status_code == 409
+    desk.clock.advance(timedelta(minutes=3))
+    await desk.concierge.sweep()
+    lent = await desk.post("/loans", {"sku": "iron", "ticket_id": "t-1"})
+    assert lent.status_code == 201, lent.text
+    assert lent.json()["unit_id"] == "IR-01"

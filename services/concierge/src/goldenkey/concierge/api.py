@@ -21,6 +21,7 @@ from goldenkey.concierge.domain import (
 from goldenkey.concierge.service import ConciergeService
 from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition, ReturnReminderReason
 from goldenkey.kit import Principal, creation_id, error_responses, require
+from goldenkey.kit.pii import mask_phone
 
 router = APIRouter()
 STAFF = ("concierge",)
@@ -125,6 +126,10 @@ class LoanView(BaseModel):
     overdue: bool
     """`item.overdue` went out for it."""
     reminded: list[ReturnReminderReason]
+    borrower_name: str | None
+    """A walk-in borrower's name, for the desk to ask for the unit back."""
+    borrower_phone_masked: str | None
+    """Their phone, masked: the full number stays in the database."""
 
     @classmethod
     def of(cls, loan: Loan) -> LoanView:
@@ -140,6 +145,8 @@ class LoanView(BaseModel):
             condition=loan.condition,
             overdue=loan.overdue_at is not None,
             reminded=loan.reminded,
+            borrower_name=loan.borrower_name,
+            borrower_phone_masked=mask_phone(loan.borrower_phone) if loan.borrower_phone else None,
         )
 
 
