@@ -271,16 +271,21 @@ async def test_a_flat_tyre_becomes_a_vehicle_help_request_for_the_incident(desk:
     assert requested[0]["causationid"] == alert.id
 
 
-async def test_a_unit_claimed_by_a_loan_that_was_never_written_goes_back_on_the_shelf(desk: Desk) -> None:
-    """A crash between claiming the unit and writing the loan leaves no iron lost for good."""
+async def test_a_crash_between_a_loans_two_writes_leaves_no_unit_stuck(desk: Desk) -> None:
+    """A unit claimed for a loan never written, or lent on a loan already returned, is mended."""
 
     def claim(item: Lendable) -> None:
         item.claim("never-written", desk.clock.now())
 
     await desk.concierge.store.lendables.update("iron", claim)
     assert (await desk.post("/loans", {"sku": "iron", "ticket_id": "t-1"})).status_code == 409
+    lent = (await desk.post("/loans", {"sku": "medical-kit", "ticket_id": "t-2"})).json()
+    # the loan's own write of a return, without the item's (the process died in between)
+    await desk.concierge.store.loans.update(lent["loan_id"], lambda loan: loan.give_back("damaged", desk.clock.now()))
     desk.clock.advance(timedelta(minutes=3))
     await desk.concierge.sweep()
-    lent = await desk.post("/loans", {"sku": "iron", "ticket_id": "t-1"})
-    assert lent.status_code == 201, lent.text
-    assert lent.json()["unit_id"] == "IR-01"
+    iron = await desk.post("/loans", {"sku": "iron", "ticket_id": "t-1"})
+    assert iron.status_code == 201, iron.text
+    assert iron.json()["unit_id"] == "IR-01"
+    kit = await desk.concierge.store.lendables.require("medical-kit")
+    assert kit.unit(lent["unit_id"]).state == "maintenance", "it follows its loan's return as damaged"

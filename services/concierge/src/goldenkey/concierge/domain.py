@@ -101,11 +101,11 @@ class Lendable(Aggregate):
         unit.state = {"ok": "shelf", "damaged": "maintenance", "lost": "lost"}[condition]  # type: ignore[assignment]
         unit.loan_id, unit.since = None, at
 
-    def release(self, unit_id: str, loan_id: str) -> None:
+    def release_claim_of(self, loan_id: str) -> None:
         """Undo a claim whose loan was never written (a crash between the two writes)."""
-        unit = self.unit(unit_id)
-        if unit.loan_id == loan_id and unit.state == "lent":
-            unit.state, unit.loan_id = "shelf", None
+        for unit in self.units:
+            if unit.loan_id == loan_id and unit.state == "lent":
+                unit.state, unit.loan_id = "shelf", None
 
     def repaired(self, unit_id: str, at: datetime) -> None:
         unit = self.unit(unit_id)

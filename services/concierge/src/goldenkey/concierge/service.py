@@ -303,7 +303,7 @@ class ConciergeService:
 
     async def sweep(self) -> None:
         """What time alone triggers: escalations, reminders before due, overdue loans, requests
-        waiting for someone to come on duty, and units claimed by loans that were never written."""
+        waiting for someone to come on duty, and units a crash left between a loan's two writes."""
         now = self.clock.now()
         for assistance in await self.store.open_assistance():
             if acceptance_overdue(assistance, now):
@@ -319,18 +319,26 @@ class ConciergeService:
                 await self.store.loans.update(loan.id, lambda entry: entry.mark_overdue(now))
             elif loan_is_due_soon(loan, now):
                 await self.store.loans.update(loan.id, lambda entry: entry.remind("due_soon", now))
-        await self._release_orphan_claims(now)
+        await self._settle_units(now)
 
-    async def _release_orphan_claims(self, now: datetime) -> None:
-        for item in await self.store.lendables.find({}):
-            for unit in item.units:
-                if (
-                    unit.state == "lent"
-                    and unit.loan_id
-                    and unit.since
-                    and now - unit.since > ORPHAN_CLAIM_AFTER
-                    and await self.store.loans.get(unit.loan_id) is None
-                ):
-                    await self.store.lendables.update(
-                        item.id, lambda i, u=unit.unit_id, loan=unit.loan_id: i.release(u, loan)
-                    )
+    async def _settle_units(self, now: datetime) -> None:
+        """Mend what a crash between a loan's two writes left: a unit claimed for a loan that was
+        never written goes back on the shelf; a unit whose loan came back (or was lost) follows it."""
+        items = await self.store.lendables.find({})
+        stale = {
+            unit.loan_id: item.id
+            for item in items
+            for unit in item.units
+            if unit.state == "lent" and unit.loan_id and unit.since and now - unit.since > ORPHAN_CLAIM_AFTER
+        }
+        if not stale:
+            return
+        loans = {loan.id: loan for loan in await self.store.loans.find({"_id": {"$in": list(stale)}})}
+        for loan_id, sku in stale.items():
+            loan = loans.get(loan_id)
+            if loan is None:
+                await self.store.lendables.update(sku, lambda i, lid=loan_id: i.release_claim_of(lid))
+            elif loan.status != "out" and loan.condition is not None:
+                await self.store.lendables.update(
+                    sku, lambda i, entry=loan: i.take_back(entry.unit_id, entry.id, entry.condition, now)
+                )
