@@ -5,7 +5,7 @@ from goldenkey.kit.app import ServiceKit, serve
 from goldenkey.kit.auth import Principal, require
 from goldenkey.kit.clock import BusinessCalendar, BusinessHours, Clock, ManualClock, SystemClock
 from goldenkey.kit.errors import Conflict, DomainError, ErrorBody, Invalid, Missing, error_responses
-from goldenkey.kit.http import creation_id
+from goldenkey.kit.http import NewId, creation_id
 from goldenkey.kit.mongo import Index
 from goldenkey.kit.settings import KitSettings
 
@@ -24,6 +24,7 @@ __all__ = [
     "KitSettings",
     "ManualClock",
     "Missing",
+    "NewId",
     "NotFound",
     "Principal",
     "Repository",

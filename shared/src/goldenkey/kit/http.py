@@ -8,9 +8,9 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Header, Request
 from pymongo.errors import DuplicateKeyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -162,6 +162,27 @@ def creation_id(request: Request) -> str:
     retry that runs again after a crash finds the first one instead of creating a second."""
     key = getattr(request.state, "idempotency_key", None)
     return str(uuid.uuid5(ID_NAMESPACE, key)) if key else str(uuid.uuid4())
+
+
+async def _new_id(
+    request: Request,
+    _: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="Any unique string (a UUID, say). A retry with the same key and body gets the "
+            "first answer again, with `Idempotency-Replayed: true`, and creates nothing new.",
+        ),
+    ] = None,
+) -> str:
+    return creation_id(request)
+
+
+NewId = Annotated[str, Depends(_new_id)]
+"""A parameter of a POST that creates something: its id (`creation_id`), and the `Idempotency-Key`
+header documented in the OpenAPI document."""
 
 
 def may_have_run_before(request: Request) -> bool:

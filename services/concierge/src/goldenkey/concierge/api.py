@@ -20,7 +20,8 @@ from goldenkey.concierge.domain import (
 )
 from goldenkey.concierge.service import ConciergeService
 from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition, ReturnReminderReason
-from goldenkey.kit import Principal, creation_id, error_responses, require
+from goldenkey.kit import NewId, Principal, error_responses, require
+from goldenkey.kit.inputs import Line, Lines
 from goldenkey.kit.pii import mask_phone
 
 router = APIRouter()
@@ -31,8 +32,8 @@ Sku = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9-
 UnitId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}$")]
 Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")]
 """A ticket or incident id another service gave out."""
-Note = Annotated[str, Field(min_length=1, max_length=1000)]
-Short = Annotated[str, Field(min_length=1, max_length=200)]
+Note = Annotated[Lines, Field(max_length=1000)]
+Short = Annotated[Line, Field(max_length=200)]
 STEP = error_responses(404, 409, 422)
 """What a step of a request's lifecycle can end in besides success."""
 
@@ -44,7 +45,7 @@ class Strict(BaseModel):
 class Borrower(Strict):
     """A walk-in borrower without a ticket: name and phone stay in the concierge service."""
 
-    name: Annotated[str, Field(min_length=1, max_length=50)]
+    name: Annotated[Line, Field(max_length=50)]
     phone: Annotated[str, Field(min_length=5, max_length=20)]
 
 
@@ -75,8 +76,8 @@ class NewUnit(Strict):
 
 
 class EditInventory(Strict):
-    name_zh: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    name_en: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name_zh: Annotated[Line, Field(max_length=100)] | None = None
+    name_en: Annotated[Line, Field(max_length=200)] | None = None
     minimum: Annotated[StrictInt, Field(ge=0, le=100000)] | None = None
     """Consumables only."""
 
@@ -261,11 +262,11 @@ class ConciergeView(BaseModel):
 
 @router.post("/loans", status_code=201, tags=["loans"], responses=error_responses(404, 409, 422))
 async def lend(
-    body: LendItem, request: Request, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+    body: LendItem, new_id: NewId, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
 ) -> LoanView:
     """Lend a free unit (409 when none is free); the borrower is a ticket, or a name and phone."""
     loan = await desk.lend(
-        creation_id(request),
+        new_id,
         sku=body.sku,
         ticket_id=body.ticket_id,
         borrower_name=body.borrower.name if body.borrower else None,
@@ -304,10 +305,10 @@ async def give_back(
 
 @router.post("/dispensations", status_code=201, tags=["inventory"], responses=error_responses(404, 409, 422))
 async def dispense(
-    body: Dispense, request: Request, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+    body: Dispense, new_id: NewId, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
 ) -> Dispensed:
     """Hand out consumables: all of `qty` or nothing (409 when the stock is short)."""
-    dispensation_id = creation_id(request)
+    dispensation_id = new_id
     item = await desk.dispense(dispensation_id, body.sku, body.qty, body.ticket_id)
     return Dispensed(dispensation_id=dispensation_id, sku=item.id, qty=body.qty, remaining=item.stock)
 
@@ -372,13 +373,13 @@ def _apply(aggregate: Consumable | Lendable, changes: dict[str, Any]) -> None:
 @router.post("/assistance", status_code=201, tags=["assistance"], responses=error_responses(422))
 async def request_assistance(
     body: RequestAssistance,
-    request: Request,
+    new_id: NewId,
     desk: Desk,
     _: Annotated[Principal, Depends(require(*REQUESTERS))],
 ) -> AssistanceView:
     """Ask for a concierge: assigned at once to the least-loaded one on duty, or queued."""
     assistance = await desk.request_assistance(
-        creation_id(request),
+        new_id,
         kind=body.kind,
         ticket_id=body.ticket_id,
         incident_id=body.incident_id,

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from pydantic import BaseModel, ConfigDict, Field
 
 from goldenkey.contracts.vocabulary import Channel, Need, Outcome, PauseReason, Priority
-from goldenkey.kit import Principal, creation_id, error_responses, require
+from goldenkey.kit import NewId, Principal, error_responses, require
 from goldenkey.kit.http import may_have_run_before
+from goldenkey.kit.inputs import Line
 from goldenkey.queue.domain import Ticket, TicketStatus, Window, WindowState
 from goldenkey.queue.service import QueueService
 
@@ -66,16 +67,16 @@ class StartService(Strict):
 
 
 class EditItem(Strict):
-    name_zh: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    name_en: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name_zh: Annotated[Line, Field(max_length=100)] | None = None
+    name_en: Annotated[Line, Field(max_length=200)] | None = None
     service_min: Annotated[int, Field(ge=1, le=240)] | None = None
-    materials: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=20)
-    materials_en: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(default=None, max_length=20)
+    materials: list[Annotated[Line, Field(max_length=100)]] | None = Field(default=None, max_length=20)
+    materials_en: list[Annotated[Line, Field(max_length=200)]] | None = Field(default=None, max_length=20)
 
 
 class EditCategory(Strict):
-    name_zh: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    name_en: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name_zh: Annotated[Line, Field(max_length=100)] | None = None
+    name_en: Annotated[Line, Field(max_length=200)] | None = None
     target_wait_min: Annotated[int, Field(ge=1, le=240)] | None = None
     service_min: Annotated[int, Field(ge=1, le=240)] | None = None
 
@@ -185,11 +186,15 @@ def window_view(window: Window) -> dict[str, Any]:
 
 @router.post("/tickets", status_code=201, tags=["tickets"], response_model=IssuedTicket, responses=error_responses(422))
 async def issue_ticket(
-    body: IssueTicket, request: Request, queue: Queue, _: Annotated[Principal, Depends(require("kiosk"))]
+    body: IssueTicket,
+    ticket_id: NewId,
+    request: Request,
+    queue: Queue,
+    _: Annotated[Principal, Depends(require("kiosk"))],
 ) -> dict[str, Any]:
     """Take a ticket for a service item; `Idempotency-Key` makes a kiosk's retry safe."""
     ticket, position, wait = await queue.issue(
-        creation_id(request),
+        ticket_id,
         item_code=body.item_code,
         channel=body.channel,
         priority=body.priority,
