@@ -188,13 +188,17 @@ class Repository(Generic[A]):
 
     async def save(self, aggregate: A) -> A:
         """Write the new state and append its events, if nobody saved it since it was loaded."""
+        return await self._save(aggregate, compare=True)
+
+    async def _save(self, aggregate: A, *, compare: bool) -> A:
         seq_before = aggregate.seq
         entries = self._drain(aggregate)
         update: Document = {"$set": {**self._state(aggregate), "version": aggregate.version + 1}}
         if entries:
             update["$push"] = {"outbox": {"$each": entries}}
             update["$inc"] = {"outbox_n": len(entries)}
-        if await self._compare_and_write(aggregate, update) == 0:
+        written = await self._compare_and_write(aggregate, update) if compare else await self._write(aggregate, update)
+        if written == 0:
             aggregate.seq = seq_before
             raise ConcurrencyError(f"{self.model.__name__} {aggregate.id} changed since it was loaded")
         aggregate._events.clear()
@@ -213,8 +217,12 @@ class Repository(Generic[A]):
             stored = await self.collection.find_one({"_id": aggregate.id}, {"version": 1})
             if stored is None or stored.get("version") != aggregate.version:
                 return 0
-            result = await self.collection.update_one({"_id": aggregate.id}, update)
-            return result.matched_count
+            return await self._write(aggregate, update)
+
+    async def _write(self, aggregate: A, update: Document) -> int:
+        """Apply `update` by `_id`; the caller holds the document's write lock (where there is one)."""
+        result = await self.collection.update_one({"_id": aggregate.id}, update)
+        return result.matched_count
 
     async def update(
         self,
@@ -231,33 +239,38 @@ class Repository(Generic[A]):
 
         Updates of one aggregate from this process take turns, so a burst of requests on one hot
         document (a consumable's stock, say) does not spend its attempts racing itself; the
-        version check still settles races with other instances.
+        version check still settles races with other instances. Where writes take the document's
+        lock (FerretDB), the lock is held from the load to the write instead: nobody can save in
+        between, so there is no version to compare and no attempt to repeat — one read fewer.
         """
         async with self._updating.hold(aggregate_id):
-            return await self._update(aggregate_id, change, cause=cause, attempts=attempts)
+            if self.locks.serialize_writes:
+                async with self.locks.writing(self.collection.name, aggregate_id):
+                    return await self._attempt(aggregate_id, change, cause=cause, compare=False)
+            for _ in range(attempts):
+                try:
+                    return await self._attempt(aggregate_id, change, cause=cause, compare=True)
+                except ConcurrencyError:
+                    continue
+        raise ConcurrencyError(f"{self.model.__name__} {aggregate_id}: too much contention, gave up")
 
-    async def _update(
+    async def _attempt(
         self,
         aggregate_id: str,
         change: Callable[[A], Awaitable[None] | None],
         *,
         cause: CloudEvent | None,
-        attempts: int,
+        compare: bool,
     ) -> A:
-        for _ in range(attempts):
-            aggregate = await self.require(aggregate_id)
-            if cause is not None:
-                if aggregate.has_applied(cause.id):
-                    return aggregate
-                aggregate.mark_applied(cause.id)
-            outcome = change(aggregate)
-            if outcome is not None:
-                await outcome
-            try:
-                return await self.save(aggregate)
-            except ConcurrencyError:
-                continue
-        raise ConcurrencyError(f"{self.model.__name__} {aggregate_id}: too much contention, gave up")
+        aggregate = await self.require(aggregate_id)
+        if cause is not None:
+            if aggregate.has_applied(cause.id):
+                return aggregate
+            aggregate.mark_applied(cause.id)
+        outcome = change(aggregate)
+        if outcome is not None:
+            await outcome
+        return await self._save(aggregate, compare=compare)
 
     def _nudge(self, aggregate_id: str, entries: list[dict[str, Any]]) -> None:
         if entries and self.relay is not None:
