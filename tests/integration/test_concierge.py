@@ -13,7 +13,7 @@ import pytest
 
 from goldenkey.concierge.app import Settings, build_app
 from goldenkey.concierge.domain import ACCEPT_WITHIN, Consumable, Lendable
-from goldenkey.contracts import TicketIssued, TyreAlert, dlq_topic, envelope_for
+from goldenkey.contracts import TicketCompleted, TicketIssued, TyreAlert, dlq_topic, envelope_for
 from goldenkey.kit import ManualClock
 from tests.support import RunningApp, TopicReader, produce, unique, wait_for
 
@@ -289,3 +289,109 @@ async def test_a_crash_between_a_loans_two_writes_leaves_no_unit_stuck(desk: Des
     assert iron.json()["unit_id"] == "IR-01"
     kit = await desk.concierge.store.lendables.require("medical-kit")
     assert kit.unit(lent["unit_id"]).state == "maintenance", "it follows its loan's return as damaged"
+
+
+async def test_a_dispensation_retried_after_a_crash_hands_out_nothing_more(desk: Desk, infra: Any) -> None:
+    """The first attempt took the stock but died before its answer was stored; the retry with the
+    same Idempotency-Key runs again and must find the dispensation done, not hand out a second lot."""
+    marker = unique("t-retry-")
+    body, headers = {"sku": "band-aid", "qty": 3, "ticket_id": marker}, {**DESK, "Idempotency-Key": marker}
+    before = (await desk.concierge.store.consumables.require("band-aid")).stock
+    async with TopicReader(infra.kafka_bootstrap, "concierge.stock") as reader:
+        first = await desk.post("/dispensations", body, headers)
+        assert first.status_code == 201, first.text
+        records = desk.kit.db["idempotency"]
+        await records.delete_many({"state": "done"})  # the process died before storing the answer
+        await records.update_many({}, {"$set": {"at": datetime(2020, 1, 1, tzinfo=UTC)}})
+        again = await desk.post("/dispensations", body, headers)
+        assert again.status_code == 201, again.text
+        assert again.json()["dispensation_id"] == first.json()["dispensation_id"]
+        await wait_for(lambda: of(reader, "consumable.dispensed", ticket_id=marker))
+        await asyncio.sleep(0.5)
+        dispensed = of(reader, "consumable.dispensed", ticket_id=marker)
+    assert (await desk.concierge.store.consumables.require("band-aid")).stock == before - 3
+    assert len(dispensed) == 1
+
+
+async def test_two_sweeps_at_once_count_an_escalation_once(desk: Desk) -> None:
+    await desk.post("/assistance", {"kind": "escort"})
+    desk.clock.advance(ACCEPT_WITHIN)
+    await asyncio.gather(desk.concierge.sweep(), desk.concierge.sweep())
+    metrics = (await desk.client.get("/metrics")).text
+    assert 'goldenkey_assistance_escalations_total{kind="escort"} 1.0' in metrics
+
+
+async def test_a_due_time_beyond_any_calendar_is_refused_and_claims_no_unit(desk: Desk) -> None:
+    far = {"sku": "iron", "ticket_id": "t-1", "due_at": "9999-12-31T23:59:59-10:00"}
+    answer = await desk.post("/loans", far)
+    assert answer.status_code == 422, answer.text
+    assert "due_at" in answer.json()["detail"]
+    iron = await desk.concierge.store.lendables.require("iron")
+    assert all(unit.state == "shelf" for unit in iron.units), "bad input writes nothing"
+
+
+async def test_a_visit_ended_reminder_names_the_event_that_caused_it(desk: Desk, infra: Any) -> None:
+    ticket_id = unique("t-")
+    completed = envelope_for(
+        TicketCompleted(ticket_id=ticket_id, outcome="done", window_id="W01", wait_s=60, service_s=120),
+        time=OPENING,
+        correlationid=ticket_id,
+    )
+    async with TopicReader(infra.kafka_bootstrap, "concierge.loans") as reader:
+        loan = (await desk.post("/loans", {"sku": "umbrella", "ticket_id": ticket_id})).json()
+        await desk.concierge.visit_ended(completed, ticket_id)
+        await desk.concierge.visit_ended(completed, ticket_id)
+        reminders = await wait_for(lambda: of(reader, "item.return_requested", loan_id=loan["loan_id"]))
+        await asyncio.sleep(0.5)
+        reminders = of(reader, "item.return_requested", loan_id=loan["loan_id"])
+    assert len(reminders) == 1
+    assert reminders[0]["causationid"] == completed.id
+    assert reminders[0]["correlationid"] == ticket_id
+
+
+async def test_a_loan_retried_while_the_watchdog_mends_claims_keeps_its_unit(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt claimed the iron and died; its retry comes after the claim looks orphaned,
+    just as the watchdog has found no loan for it: the watchdog must not shelve the renewed claim."""
+
+    def claim(item: Lendable) -> None:
+        item.claim("loan-retried", desk.clock.now())
+
+    await desk.concierge.store.lendables.update("iron", claim)
+    desk.clock.advance(timedelta(minutes=3))
+    loans = desk.concierge.store.loans
+    find = loans.find
+
+    async def find_then_the_retry_lands(query: Any, **options: Any) -> Any:
+        found = await find(query, **options)
+        if "_id" in query:  # the watchdog looked for the claims' loans: none yet
+            await desk.concierge.lend(
+                "loan-retried", sku="iron", ticket_id="t-1", borrower_name=None, borrower_phone=None, due_at=None
+            )
+        return found
+
+    monkeypatch.setattr(loans, "find", find_then_the_retry_lands)
+    await desk.concierge.sweep()
+    monkeypatch.undo()
+    iron = await desk.concierge.store.lendables.require("iron")
+    assert [(u.state, u.loan_id) for u in iron.units] == [("lent", "loan-retried")]
+    assert (await desk.post("/loans", {"sku": "iron", "ticket_id": "t-2"})).status_code == 409
+
+
+async def test_a_concierge_going_off_duty_hands_unaccepted_requests_to_someone_on_duty(desk: Desk, infra: Any) -> None:
+    async with TopicReader(infra.kafka_bootstrap, "concierge.assistance") as reader:
+        given = (await desk.post("/assistance", {"kind": "escort"})).json()
+        taken = (await desk.post("/assistance", {"kind": "other"})).json()
+        assert given["concierge_id"] == "GK1"
+        await desk.post(f"/assistance/{taken['assistance_id']}/accept")
+        await desk.post(f"/concierges/{given['concierge_id']}/duty", {"on_duty": False})
+        now = (await desk.client.get(f"/assistance/{given['assistance_id']}", headers=OPS)).json()
+        assert now["status"] == "assigned"
+        assert now["concierge_id"] not in ("GK1", None)
+        assert now["escalations"] == 0, "a hand-over is not an escalation"
+        await wait_for(lambda: len(of(reader, "assistance.assigned", assistance_id=given["assistance_id"])) >= 2)
+        again = of(reader, "assistance.assigned", assistance_id=given["assistance_id"])[-1]
+    assert again["data"]["previous_concierge_id"] == "GK1"
+    kept = (await desk.client.get(f"/assistance/{taken['assistance_id']}", headers=OPS)).json()
+    assert (kept["status"], kept["concierge_id"]) == ("accepted", taken["concierge_id"]), "accepted work stays"

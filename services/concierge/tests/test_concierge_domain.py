@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from goldenkey.concierge.domain import (
     ACCEPT_WITHIN,
+    LONGEST_LOAN,
     REMIND_BEFORE_DUE,
     Assistance,
     Consumable,
@@ -17,6 +18,7 @@ from goldenkey.concierge.domain import (
     Loan,
     Unit,
     acceptance_overdue,
+    check_due_time,
     falls_below_minimum,
     least_loaded_concierge,
     loan_due_at,
@@ -24,7 +26,7 @@ from goldenkey.concierge.domain import (
     loan_is_overdue,
 )
 from goldenkey.concierge.store import shipped
-from goldenkey.contracts import ItemLent, StockLow
+from goldenkey.contracts import ItemLent, ItemReturnRequested, StockLow, TicketCompleted, envelope_for
 from goldenkey.kit import BusinessCalendar, Conflict, Invalid
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Xi'an
@@ -63,6 +65,25 @@ def test_a_damaged_unit_goes_to_maintenance_not_back_on_the_shelf() -> None:
     assert not box.free_units()
     box.repaired("UM-01", T0)
     assert box.free_units()
+
+
+def test_a_claim_renewed_by_its_retried_loan_is_not_released_as_orphaned() -> None:
+    box = Lendable(id="iron", name_zh="电熨斗", name_en="Iron", units=[Unit(unit_id="IR-01")])
+    box.claim("loan-1", T0)
+    later = T0 + timedelta(minutes=3)
+    box.claim("loan-1", later)  # the loan's retry, just as the watchdog found no loan for the claim
+    box.release_claim_of("loan-1", claimed_before=later - timedelta(minutes=2))
+    assert (box.units[0].state, box.units[0].loan_id) == ("lent", "loan-1")
+    box.release_claim_of("loan-1", claimed_before=later)
+    assert (box.units[0].state, box.units[0].loan_id) == ("shelf", None)
+
+
+def test_a_due_time_must_be_ahead_and_within_the_longest_loan() -> None:
+    check_due_time(T0 + LONGEST_LOAN, T0)
+    with pytest.raises(Invalid, match="not in the future"):
+        check_due_time(T0, T0)
+    with pytest.raises(Invalid, match="more than 30 days"):
+        check_due_time(T0 + LONGEST_LOAN + timedelta(seconds=1), T0)
 
 
 def lent(due: datetime = T0 + timedelta(hours=2), ticket: str | None = "t-1") -> Loan:
@@ -109,6 +130,17 @@ def test_a_reminder_goes_out_once_before_due_and_once_when_the_visit_ends() -> N
     assert types(loan) == ["ItemLent", "ItemReturnRequested", "ItemReturnRequested"]
 
 
+def test_a_reminder_because_the_visit_ended_names_its_cause() -> None:
+    loan = lent()
+    completed = envelope_for(
+        TicketCompleted(ticket_id="t-1", outcome="done", window_id="W01", wait_s=1, service_s=1), time=T0
+    )
+    loan.remind("visit_ended", T0, cause=completed)
+    pending = loan.pending_events[-1]
+    assert isinstance(pending.data, ItemReturnRequested)
+    assert pending.causation == completed
+
+
 def test_a_lost_unit_is_announced_as_lost_and_a_loan_is_returned_once() -> None:
     loan = lent()
     loan.give_back("lost", T0)
@@ -150,6 +182,14 @@ def test_stock_low_fires_once_when_the_stock_crosses_its_minimum() -> None:
     assert [type(p.data) for p in item.pending_events].count(StockLow) == 2
 
 
+def test_a_dispensation_applied_twice_hands_out_once() -> None:
+    item = candy(stock=20)
+    item.dispense(3, T0, ticket_id=None, dispensation_id="d1")
+    item.dispense(3, T0, ticket_id=None, dispensation_id="d1")  # its retry after a crash
+    assert item.stock == 17
+    assert types(item) == ["ConsumableDispensed"]
+
+
 @given(
     start=st.integers(0, 60),
     minimum=st.integers(0, 30),
@@ -160,13 +200,13 @@ def test_stock_never_goes_negative_and_low_fires_once_per_crossing(
 ) -> None:
     item = candy(stock=start, minimum=minimum)
     crossings = 0
-    for restock, qty in steps:
+    for n, (restock, qty) in enumerate(steps):
         before = item.stock
         if restock:
             item.restock(qty, T0)
         else:
             try:
-                item.dispense(qty, T0, ticket_id=None, dispensation_id="d")
+                item.dispense(qty, T0, ticket_id=None, dispensation_id=f"d{n}")
             except Conflict:
                 assert qty > before
         crossings += falls_below_minimum(before, item.stock, minimum)

@@ -40,6 +40,8 @@ REMIND_BEFORE_DUE = timedelta(minutes=15)
 """`item.return_requested` (due_soon) goes out this long before a loan is due."""
 SHORTEST_LOAN = timedelta(minutes=30)
 """A loan made at or after closing time is due this long after it is made, not in the past."""
+LONGEST_LOAN = timedelta(days=30)
+"""The latest a loan may be due: the lending box serves visits, and a due time must stay storable."""
 
 KIND_FOR_NEED: Mapping[Need, AssistanceKind] = {
     "wheelchair": "wheelchair",
@@ -78,9 +80,11 @@ class Lendable(Aggregate):
         raise Invalid(f"{self.id} has no unit {unit_id}")
 
     def claim(self, loan_id: str, at: datetime) -> Unit:
-        """Take a free unit off the shelf for a loan; a loan that claimed one already keeps it."""
+        """Take a free unit off the shelf for a loan; a loan that claimed one already keeps it (and
+        renews the claim, so the watchdog does not take it for an orphan as the loan is written)."""
         for unit in self.units:
             if unit.loan_id == loan_id and unit.state == "lent":
+                unit.since = at
                 return unit
         free = self.free_units()
         if not free:
@@ -101,10 +105,15 @@ class Lendable(Aggregate):
         unit.state = {"ok": "shelf", "damaged": "maintenance", "lost": "lost"}[condition]  # type: ignore[assignment]
         unit.loan_id, unit.since = None, at
 
-    def release_claim_of(self, loan_id: str) -> None:
-        """Undo a claim whose loan was never written (a crash between the two writes)."""
+    def release_claim_of(self, loan_id: str, *, claimed_before: datetime) -> None:
+        """Undo a claim whose loan was never written (a crash between the two writes), unless a
+        retry of the loan renewed it since the watchdog looked."""
         for unit in self.units:
-            if unit.loan_id == loan_id and unit.state == "lent":
+            if (
+                unit.loan_id == loan_id
+                and unit.state == "lent"
+                and (unit.since is None or unit.since <= claimed_before)
+            ):
                 unit.state, unit.loan_id = "shelf", None
 
     def repaired(self, unit_id: str, at: datetime) -> None:
@@ -117,6 +126,14 @@ class Lendable(Aggregate):
         if any(u.unit_id == unit_id for u in self.units):
             raise Conflict(f"{self.id} has a unit {unit_id} already")
         self.units.append(Unit(unit_id=unit_id, since=at))
+
+
+def check_due_time(due_at: datetime, at: datetime) -> None:
+    """A due time is ahead of the loan, and no further than the longest loan."""
+    if due_at <= at:
+        raise Invalid(f"due_at {due_at.isoformat()} is not in the future")
+    if due_at - at > LONGEST_LOAN:
+        raise Invalid(f"due_at {due_at.isoformat()} is more than {LONGEST_LOAN.days} days away")
 
 
 def loan_due_at(now: datetime, closing: datetime) -> datetime:
@@ -154,8 +171,7 @@ class Loan(Aggregate):
     ) -> Loan:
         if ticket_id is None and not (borrower_name and borrower_phone):
             raise Invalid("a loan names the borrower's ticket, or their name and phone")
-        if due_at <= at:
-            raise Invalid(f"due_at {due_at.isoformat()} is not in the future")
+        check_due_time(due_at, at)
         loan = cls(
             id=loan_id,
             sku=sku,
@@ -197,8 +213,9 @@ class Loan(Aggregate):
             )
         self.record(event, at=at, correlation_id=self.correlation)
 
-    def remind(self, reason: ReturnReminderReason, at: datetime) -> None:
-        """Ask for the unit back, once per reason, while it is still out."""
+    def remind(self, reason: ReturnReminderReason, at: datetime, cause: CloudEvent | None = None) -> None:
+        """Ask for the unit back, once per reason, while it is still out; `cause` is the event
+        that ended the visit."""
         if self.status != "out" or reason in self.reminded:
             return
         self.reminded = [*self.reminded, reason]
@@ -212,6 +229,7 @@ class Loan(Aggregate):
                 ticket_id=self.ticket_id,
             ),
             at=at,
+            causation=cause,
             correlation_id=self.correlation,
         )
 
@@ -264,11 +282,16 @@ class Consumable(Aggregate):
         return self.stock < self.minimum
 
     def dispense(self, qty: int, at: datetime, *, ticket_id: str | None, dispensation_id: str) -> None:
+        """Take `qty` off the stock, once per dispensation: a retry of one that was applied (its
+        answer lost in a crash) changes nothing."""
+        if self.has_applied(dispensation_id):
+            return
         if qty < 1:
             raise Invalid("qty must be at least 1")
         if qty > self.stock:
             raise Conflict(f"only {self.stock} {self.id} left; {qty} asked for")
         before, self.stock = self.stock, self.stock - qty
+        self.mark_applied(dispensation_id)
         self.record(
             ConsumableDispensed(
                 sku=self.id, qty=qty, remaining=self.stock, ticket_id=ticket_id, dispensation_id=dispensation_id
@@ -319,7 +342,8 @@ class Assistance(Aggregate):
     escalations: int = 0
     escalated_at: datetime | None = None
     passed_over: list[str] = Field(default_factory=list)
-    """Concierges who let it wait past the acceptance time: the next assignment avoids them."""
+    """Concierges who let it wait past the acceptance time, or went off duty with it: the next
+    assignment avoids them."""
 
     @classmethod
     def request(
@@ -428,6 +452,14 @@ class Assistance(Aggregate):
             at=at,
             correlation_id=self.correlation,
         )
+
+    def hand_over(self, concierge_id: str) -> None:
+        """Its concierge went off duty before accepting it: back in the queue, for someone else.
+        (The next `assistance.assigned` names them as the previous concierge.)"""
+        if self.status != "assigned" or self.concierge_id != concierge_id:
+            return
+        self.passed_over = [*self.passed_over, concierge_id]
+        self.status, self.concierge_id, self.assigned_at = "queued", None, None
 
     def escalate(self, at: datetime) -> None:
         """Not accepted in time: announce it and put it back in the queue for another concierge."""

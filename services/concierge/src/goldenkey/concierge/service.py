@@ -15,6 +15,7 @@ from goldenkey.concierge.domain import (
     Lendable,
     Loan,
     acceptance_overdue,
+    check_due_time,
     least_loaded_concierge,
     loan_due_at,
     loan_is_due_soon,
@@ -75,8 +76,7 @@ class ConciergeService:
             raise Invalid(str(error)) from None
         now = self.clock.now()
         due = due_at or loan_due_at(now, self.calendar.closing_time(now))
-        if due <= now:
-            raise Invalid(f"due_at {due.isoformat()} is not in the future")
+        check_due_time(due, now)
         await self.lendable(sku)
         claimed: dict[str, str] = {}
 
@@ -133,7 +133,7 @@ class ConciergeService:
         for loan in await self.store.loans_of_ticket(ticket_id):
             if loan.status == "out":
                 await self.store.loans.update(
-                    loan.id, lambda entry: entry.remind("visit_ended", self.clock.now()), cause=envelope
+                    loan.id, lambda entry: entry.remind("visit_ended", self.clock.now(), envelope), cause=envelope
                 )
 
     # --- consumables ---------------------------------------------------------------------------
@@ -148,10 +148,15 @@ class ConciergeService:
         """Hand out `qty` at once or not at all (409 when short): one versioned write of the stock."""
         await self.consumable(sku)
         now = self.clock.now()
-        item = await self.store.consumables.update(
-            sku, lambda c: c.dispense(qty, now, ticket_id=ticket_id, dispensation_id=dispensation_id)
-        )
-        self.metrics.dispensed.labels(sku).inc(qty)
+        handed_out: list[bool] = []
+
+        def hand_out(item: Consumable) -> None:
+            handed_out.append(not item.has_applied(dispensation_id))
+            item.dispense(qty, now, ticket_id=ticket_id, dispensation_id=dispensation_id)
+
+        item = await self.store.consumables.update(sku, hand_out)
+        if handed_out[-1]:
+            self.metrics.dispensed.labels(sku).inc(qty)
         return item
 
     async def restock(self, sku: str, qty: int) -> Consumable:
@@ -266,8 +271,11 @@ class ConciergeService:
             raise Missing(f"no concierge {concierge_id}; see GET /concierges") from None
         concierge = await self.store.concierges.update(concierge_id, lambda c: c.set_duty(on_duty, self.clock.now()))
         self._roster_changed()
-        if on_duty:
-            await self.assign_queued()
+        if not on_duty:  # what they were given and had not accepted goes to someone on duty now
+            for assistance in await self.store.open_assistance():
+                if assistance.status == "assigned" and assistance.concierge_id == concierge_id:
+                    await self.store.assistance.update(assistance.id, lambda a: a.hand_over(concierge_id))
+        await self.assign_queued()
         return concierge
 
     async def assign_queued(self) -> None:
@@ -307,11 +315,7 @@ class ConciergeService:
         now = self.clock.now()
         for assistance in await self.store.open_assistance():
             if acceptance_overdue(assistance, now):
-                escalated = await self.store.assistance.update(assistance.id, lambda a: a.escalate(now))
-                if escalated.escalations > assistance.escalations:
-                    self.metrics.escalations.labels(assistance.kind).inc()
-                    self._roster_changed()
-                assistance = escalated
+                assistance = await self._escalate(assistance.id, now)
             if assistance.status == "queued":
                 await self.assign(assistance)
         for loan in await self.store.loans_out():
@@ -321,15 +325,31 @@ class ConciergeService:
                 await self.store.loans.update(loan.id, lambda entry: entry.remind("due_soon", now))
         await self._settle_units(now)
 
+    async def _escalate(self, assistance_id: str, now: datetime) -> Assistance:
+        """Escalate a request not accepted in time, and count it if this sweep did (another
+        instance's sweep may have been first)."""
+        before: list[int] = []
+
+        def escalate(a: Assistance) -> None:
+            before.append(a.escalations)
+            a.escalate(now)
+
+        escalated = await self.store.assistance.update(assistance_id, escalate)
+        if escalated.escalations > before[-1]:
+            self.metrics.escalations.labels(escalated.kind).inc()
+            self._roster_changed()
+        return escalated
+
     async def _settle_units(self, now: datetime) -> None:
         """Mend what a crash between a loan's two writes left: a unit claimed for a loan that was
         never written goes back on the shelf; a unit whose loan came back (or was lost) follows it."""
         items = await self.store.lendables.find({})
+        claimed_before = now - ORPHAN_CLAIM_AFTER
         stale = {
             unit.loan_id: item.id
             for item in items
             for unit in item.units
-            if unit.state == "lent" and unit.loan_id and unit.since and now - unit.since > ORPHAN_CLAIM_AFTER
+            if unit.state == "lent" and unit.loan_id and unit.since and unit.since < claimed_before
         }
         if not stale:
             return
@@ -337,7 +357,9 @@ class ConciergeService:
         for loan_id, sku in stale.items():
             loan = loans.get(loan_id)
             if loan is None:
-                await self.store.lendables.update(sku, lambda i, lid=loan_id: i.release_claim_of(lid))
+                await self.store.lendables.update(
+                    sku, lambda i, lid=loan_id: i.release_claim_of(lid, claimed_before=claimed_before)
+                )
             elif loan.status != "out" and loan.condition is not None:
                 await self.store.lendables.update(
                     sku, lambda i, entry=loan: i.take_back(entry.unit_id, entry.id, entry.condition, now)
