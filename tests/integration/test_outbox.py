@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from goldenkey.kit import Repository, ServiceKit
+from goldenkey.kit.aggregate import event_payloads
 from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
+from goldenkey.kit.locks import Locks
 from goldenkey.kit.outbox import OutboxRelay
 from tests.support import TopicReader, wait_for
 from tests.widgets import Widget, new_contract, settings_for
@@ -162,3 +164,52 @@ async def test_a_burst_of_saves_on_one_document_goes_out_in_order_without_waitin
         await relay.stop()
     assert [e["sequence"] for e in reader.events()] == list(range(1, 22))
     await publisher.broker.stop()
+
+
+async def test_an_update_that_outlives_its_write_lock_starts_again_rather_than_overwrite_a_later_save(
+    infra: Any,
+) -> None:
+    contract = new_contract()
+    kit = ServiceKit(settings_for(infra))
+    here, there = (  # two instances, on FerretDB's terms: the lock is held from load to write
+        Repository(kit.db["widgets"], Widget, locks=Locks(kit.db, serialize_writes=True, ttl_s=1.0)) for _ in range(2)
+    )
+    await here.add(Widget(id="w1", colour="red"))
+    stalled = asyncio.Event()
+
+    async def paint(widget: Widget) -> None:
+        if not stalled.is_set():  # the first attempt stalls past the lock's time to live
+            stalled.set()
+            await asyncio.sleep(2.5)
+        widget.coats += 1
+        widget.record(contract.WidgetPainted(widget_id=widget.id, colour="blue"), at=NOW)
+
+    def paint_at_once(widget: Widget) -> None:
+        widget.coats += 1
+        widget.record(contract.WidgetPainted(widget_id=widget.id, colour="green"), at=NOW)
+
+    slow = asyncio.create_task(here.update("w1", paint))
+    await stalled.wait()
+    await there.update("w1", paint_at_once)  # takes the lock once its time is up
+    await slow
+    document = await kit.db["widgets"].find_one({"_id": "w1"})
+    assert document is not None
+    assert document["coats"] == 2, "neither coat was lost"
+    assert [e["sequence"] for e in event_payloads(document)] == [1, 2]
+
+
+@pytest.mark.parametrize("ferretdb_locks", [True, False])
+async def test_a_change_that_updates_its_own_aggregate_fails_at_once_instead_of_waiting_forever(
+    infra: Any, ferretdb_locks: bool
+) -> None:
+    kit = ServiceKit(settings_for(infra))
+    widgets = Repository(kit.db["widgets"], Widget, locks=Locks(kit.db, serialize_writes=ferretdb_locks))
+    await widgets.add(Widget(id="w1", colour="red"))
+
+    async def recoat(widget: Widget) -> None:
+        await widgets.update("w1", lambda w: setattr(w, "coats", 5))
+
+    with pytest.raises(RuntimeError, match="must not update its own aggregate"):
+        await asyncio.wait_for(widgets.update("w1", recoat), 5)
+    await widgets.update("w1", lambda w: setattr(w, "colour", "blue"))  # nothing left held
+    assert (await widgets.require("w1")).colour == "blue"

@@ -321,3 +321,57 @@ async def test_numbers_start_again_at_001_after_midnight_and_yesterdays_tickets_
     assert queues["B"]["waiting"] == 1
     assert called["ticket_id"] == early["ticket_id"], "yesterday's earlier tickets are not called first"
     assert (stats["day"], stats["issued"]) == ("2026-11-26", 1)
+
+
+async def test_a_ticket_issued_while_an_earlier_number_is_still_being_written_gets_its_201(
+    hall: Hall, infra: Any
+) -> None:
+    await hall.issue("B001")
+    await hall.issue("B001")
+    store = hall.queue.store
+    next_number, add = store.next_number, store.tickets.add
+
+    async def number_slowly(day: date, letter: str) -> int:
+        number = await next_number(day, letter)
+        if number == 3:  # B003 joins the line after B004 ...
+            await asyncio.sleep(0.2)
+        return number
+
+    async def add_slowly(ticket: Ticket) -> Ticket:
+        await asyncio.sleep(0.6 if ticket.number == "B003" else 0.3)  # ... and is written after B004 is
+        return await add(ticket)
+
+    store.next_number, store.tickets.add = number_slowly, add_slowly
+    await wait_for(hall.app.state.kit.kafka_ready.is_set)
+    async with TopicReader(infra.kafka_bootstrap, "queue.tickets") as reader:
+        third, fourth = sorted(await asyncio.gather(hall.issue("B001"), hall.issue("B001")), key=lambda t: t["number"])
+        assert (third["number"], fourth["number"]) == ("B003", "B004")
+
+        def approaching(ticket: dict[str, Any]) -> int:
+            return sum(1 for e in events_of(reader, ticket["ticket_id"]) if e["type"] == "ticket.approaching")
+
+        await wait_for(lambda: approaching(third) == 1, 30)
+
+
+async def test_a_number_still_being_claimed_at_midnight_survives_the_new_days_first_ticket(hall: Hall) -> None:
+    store = hall.queue.store
+    yesterday, today = date(2026, 11, 25), date(2026, 11, 26)
+    assert await store.next_number(yesterday, "B") == 1
+    for taken in (2, 3, 4):  # another instance was quicker with these
+        await store.db["numbers"].insert_one(
+            {"_id": f"2026-11-25:B:{taken}", "day": "2026-11-25", "letter": "B", "n": taken}
+        )
+    highest_number, looking, midnight_passed = store._highest_number, asyncio.Event(), asyncio.Event()
+
+    async def highest_after_midnight(day: date, letter: str) -> int:
+        if day == yesterday:  # the late request looks again for the highest while the new day begins
+            looking.set()
+            await midnight_passed.wait()
+        return await highest_number(day, letter)
+
+    store._highest_number = highest_after_midnight
+    late = asyncio.create_task(store.next_number(yesterday, "B"))
+    await looking.wait()
+    assert await store.next_number(today, "B") == 1
+    midnight_passed.set()
+    assert await late == 5

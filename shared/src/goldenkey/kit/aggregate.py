@@ -7,7 +7,9 @@ land in one atomic single-document write (DESIGN §6, §7.1). The relay publishe
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 APPLIED_KEPT = 200
 """How many ids of applied events an aggregate remembers (enough for any redelivery window)."""
 STORAGE_FIELDS = ("_id", "version", "outbox", "outbox_n", "applied", "seq", "lease_owner", "lease_until")
+
+
+_UPDATING: ContextVar[frozenset[tuple[str, str]]] = ContextVar("updating", default=frozenset())
+"""The aggregates the current call chain is updating: a nested update of one of them is a bug."""
 
 
 class ConcurrencyError(RuntimeError):
@@ -241,17 +247,41 @@ class Repository(Generic[A]):
         document (a consumable's stock, say) does not spend its attempts racing itself; the
         version check still settles races with other instances. Where writes take the document's
         lock (FerretDB), the lock is held from the load to the write instead: nobody can save in
-        between, so there is no version to compare and no attempt to repeat — one read fewer.
+        between, so there is no version to compare — one read fewer. (An attempt that took over
+        half the lock's time to live starts again: the lock may have been taken over meanwhile.)
         """
-        async with self._updating.hold(aggregate_id):
-            if self.locks.serialize_writes:
-                async with self.locks.writing(self.collection.name, aggregate_id):
-                    return await self._attempt(aggregate_id, change, cause=cause, compare=False)
-            for _ in range(attempts):
-                try:
+        key = (self.collection.name, aggregate_id)
+        if key in _UPDATING.get():
+            raise RuntimeError(
+                f"{self.model.__name__} {aggregate_id} is being updated by this very call chain: a change "
+                "must not update its own aggregate (it would wait for itself forever)"
+            )
+        token = _UPDATING.set(_UPDATING.get() | {key})
+        try:
+            async with self._updating.hold(aggregate_id):
+                return await self._update(aggregate_id, change, cause=cause, attempts=attempts)
+        finally:
+            _UPDATING.reset(token)
+
+    async def _update(
+        self,
+        aggregate_id: str,
+        change: Callable[[A], Awaitable[None] | None],
+        *,
+        cause: CloudEvent | None,
+        attempts: int,
+    ) -> A:
+        for _ in range(attempts):
+            try:
+                if not self.locks.serialize_writes:
                     return await self._attempt(aggregate_id, change, cause=cause, compare=True)
-                except ConcurrencyError:
-                    continue
+                async with self.locks.writing(self.collection.name, aggregate_id):
+                    # Past its time to live the lock can be taken over, and a write without a
+                    # compare would undo the taker's: an attempt that ran long starts again.
+                    write_by = time.monotonic() + self.locks.ttl.total_seconds() / 2
+                    return await self._attempt(aggregate_id, change, cause=cause, compare=False, write_by=write_by)
+            except ConcurrencyError:
+                continue
         raise ConcurrencyError(f"{self.model.__name__} {aggregate_id}: too much contention, gave up")
 
     async def _attempt(
@@ -261,6 +291,7 @@ class Repository(Generic[A]):
         *,
         cause: CloudEvent | None,
         compare: bool,
+        write_by: float | None = None,
     ) -> A:
         aggregate = await self.require(aggregate_id)
         if cause is not None:
@@ -270,6 +301,8 @@ class Repository(Generic[A]):
         outcome = change(aggregate)
         if outcome is not None:
             await outcome
+        if write_by is not None and time.monotonic() > write_by:
+            raise ConcurrencyError(f"{self.model.__name__} {aggregate_id}: held its write lock too long")
         return await self._save(aggregate, compare=compare)
 
     def _nudge(self, aggregate_id: str, entries: list[dict[str, Any]]) -> None:

@@ -182,7 +182,9 @@ class QueueService:
             ticket = by_id[ticket_id]
             if position <= APPROACHING_AT and not ticket.approaching_sent:
                 wait = await self._estimate(category, position, ticket.day)
-                await self.store.tickets.update(ticket_id, lambda t, p=position, w=wait: t.approach(p, w, now))
+                # A ticket in this instance's line whose issue is still writing it: that issue tells it.
+                with contextlib.suppress(NotFound):
+                    await self.store.tickets.update(ticket_id, lambda t, p=position, w=wait: t.approach(p, w, now))
 
     # --- windows -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from importlib import resources
 from typing import Any
@@ -73,21 +74,25 @@ class Cached:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._values: dict[str, tuple[float, Any]] = {}
+        self._generation = 0
 
-    def get(self, key: str) -> tuple[bool, Any]:
+    async def value(self, key: str, read: Callable[[], Awaitable[Any]]) -> Any:
+        """The value of `key`, read with `read()` unless it was read within `ttl`. A read that a
+        `forget` overtook is returned but not kept: it may predate what was forgotten."""
         found = self._values.get(key)
-        if found is None or found[0] < time.monotonic():
-            return False, None
-        return True, found[1]
-
-    def put(self, key: str, value: Any) -> Any:
         now = time.monotonic()
-        for stale in [k for k, (until, _) in self._values.items() if until < now]:
-            del self._values[stale]
-        self._values[key] = (now + self.ttl, value)
+        if found is not None and found[0] >= now:
+            return found[1]
+        generation = self._generation
+        value = await read()
+        if generation == self._generation:
+            for stale in [k for k, (until, _) in self._values.items() if until < now]:
+                del self._values[stale]
+            self._values[key] = (time.monotonic() + self.ttl, value)
         return value
 
     def forget(self, prefix: str = "") -> None:
+        self._generation += 1
         for key in [k for k in self._values if k.startswith(prefix)]:
             del self._values[key]
 
@@ -112,21 +117,20 @@ class QueueStore:
         self._next_number: dict[str, int] = {}
 
     async def categories(self) -> dict[str, Category]:
-        known, categories = self.cache.get(CATEGORIES)
-        if known:
-            return categories  # type: ignore[no-any-return]
-        rows = self.db[CATEGORIES].find({}, sort=[("code", 1)])
-        return self.cache.put(CATEGORIES, {row["code"]: as_category(row) async for row in rows})  # type: ignore[no-any-return]
+        async def read() -> dict[str, Category]:
+            return {row["code"]: as_category(row) async for row in self.db[CATEGORIES].find({}, sort=[("code", 1)])}
+
+        return await self.cache.value(CATEGORIES, read)  # type: ignore[no-any-return]
 
     async def category_rows(self) -> list[Document]:
         return [self._public(row) async for row in self.db[CATEGORIES].find({}, sort=[("code", 1)])]
 
     async def item(self, code: str) -> Document | None:
-        known, item = self.cache.get(f"{CATALOG}/{code}")
-        if known:
-            return item  # type: ignore[no-any-return]
-        row = await self.db[CATALOG].find_one({"_id": code})
-        return self.cache.put(f"{CATALOG}/{code}", None if row is None else self._public(row))  # type: ignore[no-any-return]
+        async def read() -> Document | None:
+            row = await self.db[CATALOG].find_one({"_id": code})
+            return None if row is None else self._public(row)
+
+        return await self.cache.value(f"{CATALOG}/{code}", read)  # type: ignore[no-any-return]
 
     async def catalog(self, category: str | None) -> list[Document]:
         query = {"category": category} if category else {}
@@ -148,13 +152,15 @@ class QueueStore:
 
     async def open_windows(self, category: str) -> int:
         """How many open windows serve a category, as of at most `HALL_DATA_TTL_S` ago (for estimates)."""
-        known, counts = self.cache.get("windows")
-        if not known:
-            counts = {}
+
+        async def read() -> dict[str, int]:
+            counts: dict[str, int] = {}
             for window in await self.all_windows():
                 for served in window.categories if window.state == "open" else ():
                     counts[served] = counts.get(served, 0) + 1
-            self.cache.put("windows", counts)
+            return counts
+
+        counts = await self.cache.value("windows", read)
         return counts.get(category, 0)  # type: ignore[no-any-return]
 
     async def waiting(self, day: date, categories: list[str] | None = None) -> list[Ticket]:
@@ -173,10 +179,7 @@ class QueueStore:
         counts it without a read. Concurrent requests share one read."""
         key = f"{day.isoformat()}/{category}"
         async with self._reading_lines.hold(key):
-            known, line = self.lines.get(key)
-            if not known:
-                line = self.lines.put(key, await self.waiting(day, [category]))
-        return line  # type: ignore[no-any-return]
+            return await self.lines.value(key, lambda: self.waiting(day, [category]))  # type: ignore[no-any-return]
 
     def lines_changed(self) -> None:
         """Tickets left or joined a waiting line other than by issue: read the lines afresh."""
@@ -204,9 +207,10 @@ class QueueStore:
             if key not in self._next_number:  # another request of this instance may have been quicker
                 self._next_number = {k: n for k, n in self._next_number.items() if k.startswith(day.isoformat())}
                 self._next_number[key] = highest + 1
-        misses = 0
+        misses, number = 0, self._next_number[key]
         while True:
-            number = self._next_number[key]
+            # The hint may be gone meanwhile (the next day's first ticket forgets the day before).
+            number = max(number, self._next_number.get(key, number))
             self._next_number[key] = number + 1  # before the write: this instance's requests never collide
             try:
                 await self.db[NUMBERS].insert_one(
@@ -214,10 +218,9 @@ class QueueStore:
                 )
                 return number
             except DuplicateKeyError:
-                misses += 1
+                misses, number = misses + 1, number + 1
                 if misses % 3 == 0:
-                    highest = await self._highest_number(day, letter)
-                    self._next_number[key] = max(self._next_number[key], highest + 1)
+                    number = max(number, await self._highest_number(day, letter) + 1)
 
     async def _highest_number(self, day: date, letter: str) -> int:
         """The highest number of a category handed out on a day (also by a counter document,
@@ -233,19 +236,19 @@ class QueueStore:
     async def recent_service_time(self, category: Category, day: date, sample: int = 20) -> timedelta:
         """The mean of the category's last services today, or its catalogue time before any (as of
         at most `HALL_DATA_TTL_S` ago: it only feeds estimates)."""
-        known, mean = self.cache.get(f"service/{day.isoformat()}/{category.code}")
-        if known:
-            return mean  # type: ignore[no-any-return]
-        cursor = self.db["tickets"].find(
-            {"day": day.isoformat(), "status": "done", "category": category.code},
-            {"started_at": 1, "completed_at": 1},
-        )
-        done = [row async for row in cursor if row.get("started_at") and row.get("completed_at")]
-        done.sort(key=lambda row: row["completed_at"], reverse=True)
-        times = [(row["completed_at"] - row["started_at"]).total_seconds() for row in done[:sample]]
-        times = [t for t in times if t > 0]
-        mean = timedelta(seconds=sum(times) / len(times)) if times else category.service_time
-        return self.cache.put(f"service/{day.isoformat()}/{category.code}", mean)  # type: ignore[no-any-return]
+
+        async def read() -> timedelta:
+            cursor = self.db["tickets"].find(
+                {"day": day.isoformat(), "status": "done", "category": category.code},
+                {"started_at": 1, "completed_at": 1},
+            )
+            done = [row async for row in cursor if row.get("started_at") and row.get("completed_at")]
+            done.sort(key=lambda row: row["completed_at"], reverse=True)
+            times = [(row["completed_at"] - row["started_at"]).total_seconds() for row in done[:sample]]
+            times = [t for t in times if t > 0]
+            return timedelta(seconds=sum(times) / len(times)) if times else category.service_time
+
+        return await self.cache.value(f"service/{day.isoformat()}/{category.code}", read)  # type: ignore[no-any-return]
 
     @staticmethod
     def _public(row: Document) -> Document:
