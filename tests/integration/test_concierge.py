@@ -395,3 +395,19 @@ async def test_a_concierge_going_off_duty_hands_unaccepted_requests_to_someone_o
     assert again["data"]["previous_concierge_id"] == "GK1"
     kept = (await desk.client.get(f"/assistance/{taken['assistance_id']}", headers=OPS)).json()
     assert (kept["status"], kept["concierge_id"]) == ("accepted", taken["concierge_id"]), "accepted work stays"
+
+
+async def test_an_admin_edits_the_inventory_and_unit_ids_stay_unique(desk: Desk) -> None:
+    admin = {"Authorization": "Bearer dev-admin"}
+    edited = await desk.client.put("/inventory/pen", json={"minimum": 250, "name_en": "Ballpoint pen"}, headers=admin)
+    assert edited.status_code == 200, edited.text
+    assert (edited.json()["minimum"], edited.json()["low"], edited.json()["name_en"]) == (250, True, "Ballpoint pen")
+    refused = await desk.client.put("/inventory/umbrella", json={"minimum": 3}, headers=admin)
+    assert refused.status_code == 422
+    assert "lendable" in refused.json()["detail"]
+    taken = await desk.client.post("/inventory/umbrella/units", json={"unit_id": "WC-01"}, headers=admin)
+    assert taken.status_code == 409
+    assert "belongs to wheelchair" in taken.json()["detail"]
+    added = await desk.client.post("/inventory/umbrella/units", json={"unit_id": "UM-21"}, headers=admin)
+    assert added.status_code == 201
+    assert (await desk.post("/inventory/umbrella/units/UM-99/repaired")).status_code == 404

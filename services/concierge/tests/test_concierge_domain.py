@@ -290,3 +290,12 @@ def test_the_lending_box_and_the_roster_are_shipped_as_data() -> None:
     } <= set(consumables)
     assert all(0 < row["minimum"] < row["stock"] for row in consumables.values())
     assert len(roster) == 5
+
+
+def test_a_minimum_raised_above_what_is_left_is_a_crossing_too() -> None:
+    item = candy(stock=12, minimum=10)
+    item.edit(T0, name_zh=None, name_en=None, minimum=11)  # still 12 ≥ 11
+    item.edit(T0, name_zh=None, name_en="Sweets", minimum=20)  # now below
+    item.edit(T0, name_zh=None, name_en=None, minimum=30)  # below already: no news
+    assert [type(p.data) for p in item.pending_events] == [StockLow]
+    assert item.name_en == "Sweets"

@@ -334,16 +334,10 @@ async def edit_inventory(
     sku: str, body: EditInventory, desk: Desk, _: Annotated[Principal, Depends(require("admin"))]
 ) -> ConsumableView | LendableView:
     """Rename an item, or change a consumable's minimum: admin only."""
-    changes = body.model_dump(exclude_none=True)
-    if not changes:
+    if not body.model_dump(exclude_none=True):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "nothing to change")
-    if await desk.store.consumables.get(sku) is not None:
-        return ConsumableView.of(await desk.store.consumables.update(sku, lambda c: _apply(c, changes)))
-    if "minimum" in changes:
-        await desk.lendable(sku)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{sku} is lendable: it has units, not a minimum")
-    await desk.lendable(sku)
-    return LendableView.of(await desk.store.lendables.update(sku, lambda i: _apply(i, changes)))
+    item = await desk.edit_item(sku, name_zh=body.name_zh, name_en=body.name_en, minimum=body.minimum)
+    return ConsumableView.of(item) if isinstance(item, Consumable) else LendableView.of(item)
 
 
 @router.post("/inventory/{sku}/units", status_code=201, tags=["inventory"], responses=error_responses(404, 409, 422))
@@ -360,11 +354,6 @@ async def repaired(
 ) -> LendableView:
     """A unit back from maintenance goes on the shelf again."""
     return LendableView.of(await desk.repaired(sku, unit_id))
-
-
-def _apply(aggregate: Consumable | Lendable, changes: dict[str, Any]) -> None:
-    for name, value in changes.items():
-        setattr(aggregate, name, value)
 
 
 # --- assistance --------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from goldenkey.contracts import (
     StockRestocked,
 )
 from goldenkey.contracts.vocabulary import AssistanceKind, Need, ReturnCondition, ReturnReminderReason
-from goldenkey.kit import Aggregate, Conflict, Invalid
+from goldenkey.kit import Aggregate, Conflict, Invalid, Missing
 
 UnitState = Literal["shelf", "lent", "maintenance", "lost"]
 LoanStatus = Literal["out", "returned", "lost"]
@@ -77,7 +77,7 @@ class Lendable(Aggregate):
         for unit in self.units:
             if unit.unit_id == unit_id:
                 return unit
-        raise Invalid(f"{self.id} has no unit {unit_id}")
+        raise Missing(f"{self.id} has no unit {unit_id}")
 
     def claim(self, loan_id: str, at: datetime) -> Unit:
         """Take a free unit off the shelf for a loan; a loan that claimed one already keeps it (and
@@ -121,6 +121,9 @@ class Lendable(Aggregate):
         if unit.state != "maintenance":
             raise Conflict(f"unit {unit_id} is {unit.state}, not in maintenance")
         unit.state, unit.since = "shelf", at
+
+    def rename(self, name_zh: str | None, name_en: str | None) -> None:
+        self.name_zh, self.name_en = name_zh or self.name_zh, name_en or self.name_en
 
     def add_unit(self, unit_id: str, at: datetime) -> None:
         if any(u.unit_id == unit_id for u in self.units):
@@ -280,6 +283,15 @@ class Consumable(Aggregate):
     @property
     def low(self) -> bool:
         return self.stock < self.minimum
+
+    def edit(self, at: datetime, *, name_zh: str | None, name_en: str | None, minimum: int | None) -> None:
+        """An admin's edit; a minimum raised above what is left is a crossing too (`stock.low`)."""
+        was_low = self.low
+        self.name_zh, self.name_en = name_zh or self.name_zh, name_en or self.name_en
+        if minimum is not None:
+            self.minimum = minimum
+        if self.low and not was_low:
+            self.record(StockLow(sku=self.id, remaining=self.stock, minimum=self.minimum), at=at)
 
     def dispense(self, qty: int, at: datetime, *, ticket_id: str | None, dispensation_id: str) -> None:
         """Take `qty` off the stock, once per dispensation: a retry of one that was applied (its

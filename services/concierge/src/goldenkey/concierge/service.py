@@ -25,7 +25,7 @@ from goldenkey.concierge.metrics import ConciergeMetrics
 from goldenkey.concierge.store import ConciergeStore
 from goldenkey.contracts import CloudEvent, TicketIssued, TyreAlert, derived_id
 from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition
-from goldenkey.kit import AlreadyExists, BusinessCalendar, Clock, Invalid, Missing, NotFound
+from goldenkey.kit import AlreadyExists, BusinessCalendar, Clock, Conflict, Invalid, Missing, NotFound
 from goldenkey.kit.pii import normalise_phone
 
 ORPHAN_CLAIM_AFTER = timedelta(minutes=2)
@@ -126,7 +126,24 @@ class ConciergeService:
 
     async def add_unit(self, sku: str, unit_id: str) -> Lendable:
         await self.lendable(sku)
+        for item in await self.store.lendables.find({}):
+            if item.id != sku and any(u.unit_id == unit_id for u in item.units):
+                raise Conflict(f"unit {unit_id} belongs to {item.id} already")
         return await self.store.lendables.update(sku, lambda item: item.add_unit(unit_id, self.clock.now()))
+
+    async def edit_item(
+        self, sku: str, *, name_zh: str | None, name_en: str | None, minimum: int | None
+    ) -> Consumable | Lendable:
+        """An admin renames an item, or changes a consumable's minimum."""
+        now = self.clock.now()
+        if await self.store.consumables.get(sku) is not None:
+            return await self.store.consumables.update(
+                sku, lambda c: c.edit(now, name_zh=name_zh, name_en=name_en, minimum=minimum)
+            )
+        await self.lendable(sku)
+        if minimum is not None:
+            raise Invalid(f"{sku} is lendable: it has units, not a minimum")
+        return await self.store.lendables.update(sku, lambda item: item.rename(name_zh, name_en))
 
     async def visit_ended(self, envelope: CloudEvent, ticket_id: str) -> None:
         """The citizen's ticket is done with: whatever they still hold is asked back."""
