@@ -153,6 +153,9 @@ async def test_an_unaccepted_request_is_escalated_after_three_minutes_and_reassi
     assert (await desk.post(f"/assistance/{second['assistance_id']}/accept")).status_code == 409
     listed = (await desk.client.get("/assistance", params={"status": "accepted"}, headers=OPS)).json()
     assert [a["assistance_id"] for a in listed] == [second["assistance_id"]]
+    mine = {"concierge_id": second["concierge_id"]}
+    listed = (await desk.client.get("/assistance", params=mine, headers=DESK)).json()
+    assert [a["assistance_id"] for a in listed] == [second["assistance_id"]], "a concierge's own list"
 
 
 async def test_requests_wait_for_a_concierge_to_come_on_duty(desk: Desk) -> None:

@@ -384,9 +384,11 @@ async def list_assistance(
     _: Annotated[Principal, Depends(require(*READERS))],
     status: Annotated[AssistanceStatus | None, Query()] = None,
     ticket_id: Annotated[str | None, Query(max_length=64)] = None,
+    concierge_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[AssistanceView]:
-    found = await desk.store.assistance.find(matching(status=status, ticket_id=ticket_id), sort=[("requested_at", 1)])
-    return [AssistanceView.of(a) for a in found]
+    """Requests by status, ticket, or concierge (a concierge's own list: `?concierge_id=GK2&status=assigned`)."""
+    query = matching(status=status, ticket_id=ticket_id, concierge_id=concierge_id)
+    return [AssistanceView.of(a) for a in await desk.store.assistance.find(query, sort=[("requested_at", 1)])]
 
 
 @router.get("/assistance/{assistance_id}", tags=["assistance"], responses=error_responses(404))
