@@ -47,6 +47,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (*UNAVAILABLE, KafkaError, Concurre
 INBOX = "inbox"
 
 
+def done_id(event_id: str) -> str:
+    """The inbox row that says an event was handled (beside the one that says it was taken up)."""
+    return f"{event_id}:done"
+
+
 class Halted(Exception):
     """The consumer is stopping with a message unfinished: it must not be committed."""
 
@@ -154,7 +159,7 @@ class EventConsumer:
         token = correlation_id.set(envelope.correlationid)
         try:
             inbox = envelope.type not in self.without_inbox
-            if inbox and await self._retrying(lambda: self._seen(envelope.id)):
+            if inbox and not await self._retrying(lambda: self._first_sight(envelope)):
                 log.info("duplicate event skipped", event_id=envelope.id, type=envelope.type)
                 return
             await self._handle(record, handler, envelope, data, inbox=inbox)
@@ -195,13 +200,27 @@ class EventConsumer:
         if inbox:
             await self._retrying(lambda: self._remember(envelope))
 
-    async def _seen(self, event_id: str) -> bool:
-        return await self.db[INBOX].find_one({"_id": event_id}, {"_id": 1}) is not None
+    async def _first_sight(self, envelope: CloudEvent) -> bool:
+        """Whether the event still has to be handled: its inbox row is new, or an earlier attempt
+        took it up and never finished (the process died).
+
+        Inserting first, rather than looking first, makes the usual case an insert, which FerretDB
+        1.24 checks against the `_id` index, where a lookup reads the whole inbox."""
+        try:
+            await self.db[INBOX].insert_one(
+                {"_id": envelope.id, "type": envelope.type, "handled_at": datetime.now(UTC), "state": "started"}
+            )
+            return True
+        except DuplicateKeyError:
+            done = await self.db[INBOX].find_one({"_id": done_id(envelope.id)}, {"_id": 1})
+            started = await self.db[INBOX].find_one({"_id": envelope.id}, {"state": 1})
+            # A row without a state is how handled events were kept before: done.
+            return done is None and started is not None and started.get("state") == "started"
 
     async def _remember(self, envelope: CloudEvent) -> None:
         try:
             await self.db[INBOX].insert_one(
-                {"_id": envelope.id, "type": envelope.type, "handled_at": datetime.now(UTC)}
+                {"_id": done_id(envelope.id), "type": envelope.type, "handled_at": datetime.now(UTC)}
             )
         except DuplicateKeyError:
             pass
