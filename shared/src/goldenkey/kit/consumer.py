@@ -90,8 +90,8 @@ class EventConsumer:
 
         Handled event ids are kept in the `inbox` so a redelivery is skipped. A handler that is
         idempotent by itself — it only creates aggregates whose ids derive from the event, or
-        updates them with `cause=` — may pass `inbox=False` and save the two reads and writes a
-        message; on FerretDB, whose every lookup reads the whole collection, that matters.
+        updates them with `cause=` — may pass `inbox=False` and save the inbox's two inserts a
+        message.
         """
 
         def register(handler: Handler) -> Handler:
