@@ -314,6 +314,10 @@ async def test_numbers_start_again_at_001_after_midnight_and_yesterdays_tickets_
         assert await hall.queue.close_earlier_days() == 0
         closed = (await hall.client.get(f"/tickets/{late[1]['ticket_id']}", headers=KIOSK)).json()
         today = (await hall.client.get(f"/tickets/{early['ticket_id']}", headers=KIOSK)).json()
+        hall.clock.advance(timedelta(days=1))  # the 27th: the 25th's number claims go, the 26th's stay
+        await hall.queue.close_earlier_days()
+        claimed = sorted({row["day"] async for row in hall.queue.store.db["numbers"].find()})
+        assert claimed == ["2026-11-26"]
     assert (closed["status"], today["status"]) == ("cancelled", "called")
     assert [t["number"] for t in late] == ["B001", "B002"]
     assert (early["number"], early["position"], early["estimated_wait_s"]) == ("B001", 1, 0.0)

@@ -222,6 +222,10 @@ class QueueStore:
                 if misses % 3 == 0:
                     number = max(number, await self._highest_number(day, letter) + 1)
 
+    async def forget_numbers_before(self, day: str) -> int:
+        """Drop the number claims of business days before `day` (ISO date); how many."""
+        return (await self.db[NUMBERS].delete_many({"day": {"$lt": day}})).deleted_count
+
     async def _highest_number(self, day: date, letter: str) -> int:
         """The highest number of a category handed out on a day (also by a counter document,
         which numbered tickets before `numbers` did)."""
