@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -93,11 +93,61 @@ def mib(kb: int | None) -> str:
     return "—" if kb is None else f"{kb / 1024:.1f} MiB"
 
 
-def fmt(value: float | None, unit: str = "") -> str:
+def fmt(value: float | None, unit: str = "", at_least: bool = False) -> str:
     if value is None:
         return "—"
     text = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-    return f"{text} {unit}".strip()
+    return ("≥ " if at_least else "") + f"{text} {unit}".strip()
+
+
+@dataclass
+class Row:
+    """One line of a benchmark's table: a figure, and the ceiling it is compared with."""
+
+    figure: str
+    value: float | None
+    unit: str
+    ceiling: str = ""
+    ceiling_value: float | None = None
+    note: str = ""
+    at_least: bool = False
+    """The value is a lower bound (a latency percentile that includes events never seen)."""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.value is None or not self.ceiling_value:
+            return None
+        return self.value / self.ceiling_value
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("figure", "value", "ceiling", "ratio")
+    cells = [
+        (
+            r.figure,
+            fmt(r.value, r.unit, r.at_least),
+            f"{r.ceiling} {fmt(r.ceiling_value)}" if r.ceiling else "",
+            "" if r.ratio is None else f"{r.ratio:.0%}" if r.ratio >= 0.1 else f"{r.ratio:.1%}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
+
+    def line(values: Iterable[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
+
+    print(line(header))
+    print(line("-" * w for w in widths))
+    for r, c in zip(rows, cells, strict=True):
+        print((line(c) + (f"  {r.note}" if r.note else "")).rstrip())
+
+
+def database_name(info: dict[str, Any], native: bool) -> str:
+    """What the database says it is (`buildInfo`)."""
+    if ferret := info.get("ferretdbVersion"):
+        backend = "SQLite backend in the native stack; " if native else ""
+        return f"FerretDB {ferret} ({backend}answers as MongoDB {info.get('version')})"
+    return f"MongoDB {info.get('version', '?')}"
 
 
 class ServiceProcess:

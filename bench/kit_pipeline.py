@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from pymongo import AsyncMongoClient, monitoring  # noqa: E402
 
-from bench.common import Infra, TopicReader, start_stack  # noqa: E402
+from bench.common import Infra, Row, TopicReader, database_name, print_table, start_stack  # noqa: E402
 from goldenkey.contracts import CONTENT_TYPE, CloudEvent, envelope_for  # noqa: E402
 from goldenkey.kit import KitSettings, Repository, ServiceKit  # noqa: E402
 from goldenkey.kit.kafka import ensure_topics  # noqa: E402
@@ -54,24 +54,6 @@ WRITERS = 8
 """Concurrent tasks doing database writes (the MongoDB ceilings, and the writes the relay figures need)."""
 BATCH = 100
 """Records sent before waiting for their acks (as many as the kit relay's default `relay_batch`)."""
-
-
-@dataclass
-class Row:
-    figure: str
-    value: float | None
-    unit: str
-    ceiling: str = ""
-    ceiling_value: float | None = None
-    note: str = ""
-    at_least: bool = False
-    """The value is a lower bound (a latency percentile that includes events never seen)."""
-
-    @property
-    def ratio(self) -> float | None:
-        if self.value is None or not self.ceiling_value:
-            return None
-        return self.value / self.ceiling_value
 
 
 @dataclass
@@ -535,42 +517,6 @@ async def delete_topics(bootstrap: str) -> None:
             await admin.delete_topics(ours)
     finally:
         await admin.close()
-
-
-def fmt(value: float | None, unit: str = "", at_least: bool = False) -> str:
-    if value is None:
-        return "—"
-    text = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-    return ("≥ " if at_least else "") + f"{text} {unit}".strip()
-
-
-def print_table(rows: list[Row]) -> None:
-    header = ("figure", "value", "ceiling", "ratio")
-    cells = [
-        (
-            r.figure,
-            fmt(r.value, r.unit, r.at_least),
-            f"{r.ceiling} {fmt(r.ceiling_value)}" if r.ceiling else "",
-            "" if r.ratio is None else f"{r.ratio:.0%}" if r.ratio >= 0.1 else f"{r.ratio:.1%}",
-        )
-        for r in rows
-    ]
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
-
-    def line(values: Iterable[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
-
-    print(line(header))
-    print(line("-" * w for w in widths))
-    for r, c in zip(rows, cells, strict=True):
-        print((line(c) + (f"  {r.note}" if r.note else "")).rstrip())
-
-
-def database_name(info: dict[str, Any], native: bool) -> str:
-    if ferret := info.get("ferretdbVersion"):
-        backend = "SQLite backend in the native stack; " if native else ""
-        return f"FerretDB {ferret} ({backend}answers as MongoDB {info.get('version')})"
-    return f"MongoDB {info.get('version', '?')}"
 
 
 async def measure(infra: Infra, n: int, seconds: float) -> None:

@@ -44,7 +44,19 @@ import httpx  # noqa: E402
 from aiokafka import ConsumerRecord  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
 
-from bench.common import Infra, ServiceProcess, TopicReader, fmt, memory, mib, percentile, start_stack  # noqa: E402
+from bench.common import (  # noqa: E402
+    Infra,
+    Row,
+    ServiceProcess,
+    TopicReader,
+    database_name,
+    fmt,
+    memory,
+    mib,
+    percentile,
+    print_table,
+    start_stack,
+)
 from goldenkey.contracts.topics import QUEUE_TICKETS  # noqa: E402
 
 ITEM_CODES = ("A001", "B001", "C001", "D001")
@@ -54,22 +66,6 @@ REQUEST_TIMEOUT_S = 30.0
 SINGLE = 12
 """Requests sent one at a time before the load, for a latency without queueing."""
 """The throwaway stack's processes whose CPU time is reported, by their pid files' names."""
-
-
-@dataclass
-class Row:
-    figure: str
-    value: float | None
-    unit: str
-    ceiling: str = ""
-    ceiling_value: float | None = None
-    note: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        if self.value is None or not self.ceiling_value:
-            return None
-        return self.value / self.ceiling_value
 
 
 @dataclass
@@ -290,35 +286,6 @@ async def mongo_ceilings(
     rows[0].figure += " [ceiling]"
     rows[1].note += "; for reference"
     return rows, info
-
-
-def database_name(info: dict[str, Any], native: bool) -> str:
-    if ferret := info.get("ferretdbVersion"):
-        backend = "SQLite backend in the native stack; " if native else ""
-        return f"FerretDB {ferret} ({backend}answers as MongoDB {info.get('version')})"
-    return f"MongoDB {info.get('version', '?')}"
-
-
-def print_table(rows: list[Row]) -> None:
-    header = ("figure", "value", "ceiling", "ratio")
-    cells = [
-        (
-            r.figure,
-            fmt(r.value, r.unit),
-            f"{r.ceiling} {fmt(r.ceiling_value)}" if r.ceiling else "",
-            "" if r.ratio is None else f"{r.ratio:.0%}" if r.ratio >= 0.1 else f"{r.ratio:.1%}",
-        )
-        for r in rows
-    ]
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
-
-    def line(values: Iterable[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
-
-    print(line(header))
-    print(line("-" * w for w in widths))
-    for r, c in zip(rows, cells, strict=True):
-        print((line(c) + (f"  {r.note}" if r.note else "")).rstrip())
 
 
 def print_errors(label: str, load: Load) -> None:
