@@ -378,7 +378,7 @@ async def relay_drain(infra: Infra, n: int, seconds: float) -> Stage:
     contract = fresh_contract()
     kit = ServiceKit(bench_settings(infra))
     kit.repository("widgets", Widget)  # watched by the relay, indexed as in a service
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks, relay=None)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, relay=None)
 
     async def write(i: int) -> None:
         widget = Widget(id=f"w{i}", colour="red")
@@ -462,7 +462,7 @@ async def pipeline(infra: Infra, n: int, seconds: float) -> Stage:
     contract = fresh_contract()
     settings = bench_settings(infra)
     kit, app = build(settings, contract)
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget)
     producer = raw_producer(infra.kafka_bootstrap)
     sent: dict[str, float] = {}
 

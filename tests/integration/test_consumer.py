@@ -35,7 +35,7 @@ def paint_request(contract: Contract, widget_id: str, colour: str, event_id: str
 
 
 async def seed_widget(kit: Any, widget_id: str) -> Repository[Widget]:
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget)
     await widgets.add(Widget(id=widget_id, colour="red"))
     return widgets
 
@@ -92,7 +92,7 @@ async def test_a_failing_handler_commits_nothing_and_the_event_is_handled_after_
     assert await committed_offset(infra.kafka_bootstrap, settings.service, contract.requests_topic) == 0
 
     restarted, app = build(settings, contract)  # same service, same consumer group
-    widgets = Repository(restarted.db["widgets"], Widget, locks=restarted.locks)
+    widgets = Repository(restarted.db["widgets"], Widget)
     assert (await widgets.require("w1")).coats == 0
     async with TopicReader(infra.kafka_bootstrap, contract.widgets_topic) as reader, RunningApp(app):
         events = await reader.wait_events(1)

@@ -225,15 +225,12 @@ async def test_requests_are_counted_by_route_template_and_carry_a_correlation_id
     assert made.json()["widget_id"] not in metrics, "ids never become label values"
 
 
-async def test_housekeeping_forgets_old_inbox_entries_answers_and_expired_locks(infra: Any) -> None:
+async def test_housekeeping_forgets_old_inbox_entries_and_answers(infra: Any) -> None:
     kit, _ = build(settings_for(infra, retention_days=7), new_contract())
     now = datetime.now(UTC)
     old, recent = now - timedelta(days=8), now - timedelta(days=1)
     await kit.db["inbox"].insert_many([{"_id": "old", "handled_at": old}, {"_id": "new", "handled_at": recent}])
     await kit.db["idempotency"].insert_many([{"_id": "old", "at": old}, {"_id": "new", "at": recent}])
-    stale, held = now - timedelta(hours=2), now
-    await kit.db["locks"].insert_many([{"_id": "stale", "until": stale}, {"_id": "held", "until": held}])
-    assert await kit.prune(now) == {"inbox": 1, "idempotency": 1, "locks": 1}
+    assert await kit.prune(now) == {"inbox": 1, "idempotency": 1}
     assert [d["_id"] async for d in kit.db["inbox"].find()] == ["new"]
     assert [d["_id"] async for d in kit.db["idempotency"].find()] == ["new"]
-    assert [d["_id"] async for d in kit.db["locks"].find()] == ["held"]

@@ -1,4 +1,4 @@
-"""The outbox and its relay, over real Kafka and FerretDB (DESIGN §7.1, §7.7)."""
+"""The outbox and its relay, over real Kafka and the MongoDB-protocol server (DESIGN §7.1, §7.7)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 
 from goldenkey.kit import Repository, ServiceKit
-from goldenkey.kit.aggregate import event_payloads
 from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
-from goldenkey.kit.locks import Locks
 from goldenkey.kit.outbox import OutboxRelay
 from tests.support import TopicReader, wait_for
 from tests.widgets import Widget, new_contract, settings_for
@@ -49,7 +47,7 @@ async def test_events_saved_before_a_crash_are_published_once_on_restart(infra: 
     settings = settings_for(infra)
     kit = ServiceKit(settings)
     # The "crashed" process: state and events written in one document, never published.
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks, relay=None)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, relay=None)
     for n in range(20):
         widget = Widget(id=f"w{n}", colour="red")
         widget.record(contract.WidgetMade(widget_id=widget.id, colour="red"), at=NOW)
@@ -61,7 +59,7 @@ async def test_events_saved_before_a_crash_are_published_once_on_restart(infra: 
 
     # The restarted process: its relay finds and publishes them.
     publisher = await started_publisher(settings, [contract.widgets_topic])
-    relay = OutboxRelay(kit.db, kit.locks, publisher, ["widgets"])
+    relay = OutboxRelay(kit.db, publisher, ["widgets"])
     async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
         assert await relay.drain() == 40
         events = await reader.wait_events(40)
@@ -81,19 +79,19 @@ async def test_a_relay_killed_after_publishing_republishes_the_same_ids_and_lose
     contract = new_contract()
     settings = settings_for(infra)
     kit = ServiceKit(settings)
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget)
     for n in range(5):
         widget = Widget(id=f"w{n}", colour="green")
         widget.record(contract.WidgetMade(widget_id=widget.id, colour="green"), at=NOW)
         await widgets.add(widget)
     publisher = await started_publisher(settings, [contract.widgets_topic])
     async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
-        dying = OutboxRelay(kit.db, kit.locks, CrashAfterPublish(publisher), ["widgets"], lease_s=0.2)
+        dying = OutboxRelay(kit.db, CrashAfterPublish(publisher), ["widgets"], lease_s=0.2)
         with pytest.raises(asyncio.CancelledError):
             await dying.drain()
         await reader.wait_events(1)
         await asyncio.sleep(0.3)  # the dead relay's lease runs out
-        survivor = OutboxRelay(kit.db, kit.locks, publisher, ["widgets"])
+        survivor = OutboxRelay(kit.db, publisher, ["widgets"])
         assert await survivor.drain() == 5
         await reader.wait_events(6)
         await asyncio.sleep(0.3)
@@ -107,9 +105,9 @@ async def test_two_relays_at_once_keep_each_subjects_events_in_order(infra: Any)
     contract = new_contract()
     settings = settings_for(infra)
     kit = ServiceKit(settings)
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget)
     publishers = [await started_publisher(settings, [contract.widgets_topic]) for _ in range(2)]
-    relays = [OutboxRelay(kit.db, kit.locks, p, ["widgets"], interval_s=0.01, workers=2) for p in publishers]
+    relays = [OutboxRelay(kit.db, p, ["widgets"], interval_s=0.01, workers=2) for p in publishers]
     subjects, coats = 12, 15
     async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
         for relay in relays:
@@ -148,8 +146,8 @@ async def test_a_burst_of_saves_on_one_document_goes_out_in_order_without_waitin
     settings = settings_for(infra)
     kit = ServiceKit(settings)
     publisher = await started_publisher(settings, [contract.widgets_topic])
-    relay = OutboxRelay(kit.db, kit.locks, publisher, ["widgets"], interval_s=600)  # no sweep will help
-    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, locks=kit.locks, relay=relay)
+    relay = OutboxRelay(kit.db, publisher, ["widgets"], interval_s=600)  # no sweep will help
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, relay=relay)
     async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
         relay.start()
         await asyncio.sleep(0.2)  # the start-up sweep is done
@@ -166,44 +164,9 @@ async def test_a_burst_of_saves_on_one_document_goes_out_in_order_without_waitin
     await publisher.broker.stop()
 
 
-async def test_an_update_that_outlives_its_write_lock_starts_again_rather_than_overwrite_a_later_save(
-    infra: Any,
-) -> None:
-    contract = new_contract()
+async def test_a_change_that_updates_its_own_aggregate_fails_at_once_instead_of_waiting_forever(infra: Any) -> None:
     kit = ServiceKit(settings_for(infra))
-    here, there = (  # two instances, on FerretDB's terms: the lock is held from load to write
-        Repository(kit.db["widgets"], Widget, locks=Locks(kit.db, serialize_writes=True, ttl_s=1.0)) for _ in range(2)
-    )
-    await here.add(Widget(id="w1", colour="red"))
-    stalled = asyncio.Event()
-
-    async def paint(widget: Widget) -> None:
-        if not stalled.is_set():  # the first attempt stalls past the lock's time to live
-            stalled.set()
-            await asyncio.sleep(2.5)
-        widget.coats += 1
-        widget.record(contract.WidgetPainted(widget_id=widget.id, colour="blue"), at=NOW)
-
-    def paint_at_once(widget: Widget) -> None:
-        widget.coats += 1
-        widget.record(contract.WidgetPainted(widget_id=widget.id, colour="green"), at=NOW)
-
-    slow = asyncio.create_task(here.update("w1", paint))
-    await stalled.wait()
-    await there.update("w1", paint_at_once)  # takes the lock once its time is up
-    await slow
-    document = await kit.db["widgets"].find_one({"_id": "w1"})
-    assert document is not None
-    assert document["coats"] == 2, "neither coat was lost"
-    assert [e["sequence"] for e in event_payloads(document)] == [1, 2]
-
-
-@pytest.mark.parametrize("ferretdb_locks", [True, False])
-async def test_a_change_that_updates_its_own_aggregate_fails_at_once_instead_of_waiting_forever(
-    infra: Any, ferretdb_locks: bool
-) -> None:
-    kit = ServiceKit(settings_for(infra))
-    widgets = Repository(kit.db["widgets"], Widget, locks=Locks(kit.db, serialize_writes=ferretdb_locks))
+    widgets = Repository(kit.db["widgets"], Widget)
     await widgets.add(Widget(id="w1", colour="red"))
 
     async def recoat(widget: Widget) -> None:
@@ -213,3 +176,58 @@ async def test_a_change_that_updates_its_own_aggregate_fails_at_once_instead_of_
         await asyncio.wait_for(widgets.update("w1", recoat), 5)
     await widgets.update("w1", lambda w: setattr(w, "colour", "blue"))  # nothing left held
     assert (await widgets.require("w1")).colour == "blue"
+
+
+class SlowPublisher:
+    """Publishes only when the test lets it: a relay stalled in the middle of a publish."""
+
+    def __init__(self, inner: BrokerPublisher) -> None:
+        self.inner = inner
+        self.started = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    def connected(self) -> bool:
+        return True
+
+    async def publish_batch(self, records: list[Any]) -> None:
+        self.started.set()
+        await self.go_on.wait()
+        await self.inner.publish_batch(records)
+
+
+async def test_a_relay_whose_lease_ran_out_mid_publish_removes_nothing_and_the_count_stays_right(
+    infra: Any,
+) -> None:
+    contract = new_contract()
+    settings = settings_for(infra)
+    kit = ServiceKit(settings)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget)
+    widget = Widget(id="w1", colour="red")
+    widget.record(contract.WidgetMade(widget_id="w1", colour="red"), at=NOW)
+    await widgets.add(widget)
+    publisher = await started_publisher(settings, [contract.widgets_topic])
+    stalled = SlowPublisher(publisher)
+    slow = OutboxRelay(kit.db, stalled, ["widgets"], lease_s=0.2)
+    quick = OutboxRelay(kit.db, publisher, ["widgets"])
+    async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
+        slow_drain = asyncio.create_task(slow.drain())
+        await stalled.started.wait()
+
+        async def taken_over() -> int:  # the slow relay's lease runs out; the quick one publishes
+            return await quick.drain()
+
+        assert await wait_for(taken_over, 10) == 1
+        stalled.go_on.set()
+        assert await slow_drain == 0, "the stalled relay published, but removed nothing: it had lost its lease"
+        document = await kit.db["widgets"].find_one({"_id": "w1"})
+        assert document is not None
+        assert (document["outbox_n"], document["outbox"]) == (0, [])
+
+        widget.colour = "blue"
+        widget.record(contract.WidgetPainted(widget_id="w1", colour="blue"), at=NOW)
+        await widgets.save(widget)
+        assert await quick.drain() == 1, "a later event is still found and published"
+        assert await quick.pending() == 0
+        await reader.wait_events(3)
+    assert sorted(e["sequence"] for e in reader.events()) == [1, 1, 2], "at-least-once: the stalled publish repeats"
+    await publisher.broker.stop()

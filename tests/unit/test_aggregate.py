@@ -8,7 +8,6 @@ from typing import Any
 
 from goldenkey.contracts import CloudEvent, TicketCalled, TicketIssued, derived_event_id, parse_event
 from goldenkey.kit import Aggregate, Repository
-from goldenkey.kit.locks import Locks
 
 NOW = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)
 
@@ -22,7 +21,7 @@ class NoCollection:
 
 
 def repository() -> Repository[Ticket]:
-    return Repository(NoCollection(), Ticket, locks=Locks(None, serialize_writes=False))  # type: ignore[arg-type]
+    return Repository(NoCollection(), Ticket)  # type: ignore[arg-type]
 
 
 def issued(ticket_id: str) -> TicketIssued:

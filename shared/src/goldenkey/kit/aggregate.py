@@ -7,7 +7,6 @@ land in one atomic single-document write (DESIGN §6, §7.1). The relay publishe
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from goldenkey.contracts import CloudEvent, EventData, envelope_for, spec_for
-from goldenkey.kit.locks import LocalLocks, Locks
+from goldenkey.kit.locks import LocalLocks
 
 if TYPE_CHECKING:
     from goldenkey.kit.mongo import Document
@@ -114,12 +113,10 @@ class Repository(Generic[A]):
         collection: AsyncCollection[Document],
         model: type[A],
         *,
-        locks: Locks,
         relay: OutboxRelay | None = None,
     ) -> None:
         self.collection = collection
         self.model = model
-        self.locks = locks
         self.relay = relay
         self._updating = LocalLocks()
 
@@ -193,42 +190,24 @@ class Repository(Generic[A]):
         return aggregate
 
     async def save(self, aggregate: A) -> A:
-        """Write the new state and append its events, if nobody saved it since it was loaded."""
-        return await self._save(aggregate, compare=True)
+        """Write the new state and append its events, if nobody saved it since it was loaded.
 
-    async def _save(self, aggregate: A, *, compare: bool) -> A:
+        One conditional single-document update: the version check and the write are atomic on
+        the server, so of two saves from the same version exactly one wins."""
         seq_before = aggregate.seq
         entries = self._drain(aggregate)
         update: Document = {"$set": {**self._state(aggregate), "version": aggregate.version + 1}}
         if entries:
             update["$push"] = {"outbox": {"$each": entries}}
             update["$inc"] = {"outbox_n": len(entries)}
-        written = await self._compare_and_write(aggregate, update) if compare else await self._write(aggregate, update)
-        if written == 0:
+        result = await self.collection.update_one({"_id": aggregate.id, "version": aggregate.version}, update)
+        if result.matched_count == 0:
             aggregate.seq = seq_before
             raise ConcurrencyError(f"{self.model.__name__} {aggregate.id} changed since it was loaded")
         aggregate._events.clear()
         aggregate.version += 1
         self._nudge(aggregate.id, entries)
         return aggregate
-
-    async def _compare_and_write(self, aggregate: A, update: Document) -> int:
-        """Apply `update` if the stored version is still the loaded one; how many documents changed."""
-        if not self.locks.serialize_writes:  # MongoDB: the conditional update is atomic by itself
-            result = await self.collection.update_one({"_id": aggregate.id, "version": aggregate.version}, update)
-            return result.matched_count
-        async with self.locks.writing(self.collection.name, aggregate.id):
-            # FerretDB: under the lock nobody else writes, so compare first, then update by _id
-            # alone — the only filter FerretDB 1.24 turns into SQL; any other is a full scan.
-            stored = await self.collection.find_one({"_id": aggregate.id}, {"version": 1})
-            if stored is None or stored.get("version") != aggregate.version:
-                return 0
-            return await self._write(aggregate, update)
-
-    async def _write(self, aggregate: A, update: Document) -> int:
-        """Apply `update` by `_id`; the caller holds the document's write lock (where there is one)."""
-        result = await self.collection.update_one({"_id": aggregate.id}, update)
-        return result.matched_count
 
     async def update(
         self,
@@ -245,10 +224,7 @@ class Repository(Generic[A]):
 
         Updates of one aggregate from this process take turns, so a burst of requests on one hot
         document (a consumable's stock, say) does not spend its attempts racing itself; the
-        version check still settles races with other instances. Where writes take the document's
-        lock (FerretDB), the lock is held from the load to the write instead: nobody can save in
-        between, so there is no version to compare — one read fewer. (An attempt that took over
-        half the lock's time to live starts again: the lock may have been taken over meanwhile.)
+        version check settles races with other instances.
         """
         key = (self.collection.name, aggregate_id)
         if key in _UPDATING.get():
@@ -272,38 +248,19 @@ class Repository(Generic[A]):
         attempts: int,
     ) -> A:
         for _ in range(attempts):
+            aggregate = await self.require(aggregate_id)
+            if cause is not None:
+                if aggregate.has_applied(cause.id):
+                    return aggregate
+                aggregate.mark_applied(cause.id)
+            outcome = change(aggregate)
+            if outcome is not None:
+                await outcome
             try:
-                if not self.locks.serialize_writes:
-                    return await self._attempt(aggregate_id, change, cause=cause, compare=True)
-                async with self.locks.writing(self.collection.name, aggregate_id):
-                    # Past its time to live the lock can be taken over, and a write without a
-                    # compare would undo the taker's: an attempt that ran long starts again.
-                    write_by = time.monotonic() + self.locks.ttl.total_seconds() / 2
-                    return await self._attempt(aggregate_id, change, cause=cause, compare=False, write_by=write_by)
+                return await self.save(aggregate)
             except ConcurrencyError:
                 continue
         raise ConcurrencyError(f"{self.model.__name__} {aggregate_id}: too much contention, gave up")
-
-    async def _attempt(
-        self,
-        aggregate_id: str,
-        change: Callable[[A], Awaitable[None] | None],
-        *,
-        cause: CloudEvent | None,
-        compare: bool,
-        write_by: float | None = None,
-    ) -> A:
-        aggregate = await self.require(aggregate_id)
-        if cause is not None:
-            if aggregate.has_applied(cause.id):
-                return aggregate
-            aggregate.mark_applied(cause.id)
-        outcome = change(aggregate)
-        if outcome is not None:
-            await outcome
-        if write_by is not None and time.monotonic() > write_by:
-            raise ConcurrencyError(f"{self.model.__name__} {aggregate_id}: held its write lock too long")
-        return await self._save(aggregate, compare=compare)
 
     def _nudge(self, aggregate_id: str, entries: list[dict[str, Any]]) -> None:
         if entries and self.relay is not None:

@@ -28,7 +28,6 @@ from goldenkey.kit.consumer import INBOX, EventConsumer
 from goldenkey.kit.errors import BODY_TOO_LARGE, DomainError, error_responses
 from goldenkey.kit.http import IDEMPOTENCY, CorrelationIds, IdempotencyKeys
 from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
-from goldenkey.kit.locks import LOCKS, Locks, is_ferretdb
 from goldenkey.kit.logs import configure_logging, get_logger
 from goldenkey.kit.metrics import Metrics, RequestMetrics
 from goldenkey.kit.mongo import UNAVAILABLE, Index, connect, ensure_indexes, ping
@@ -56,10 +55,8 @@ class ServiceKit:
             settings, middlewares=[KafkaPrometheusMiddleware(registry=self.metrics.registry, app_name=self.service)]
         )
         self.publisher = BrokerPublisher(self.broker)
-        self.locks = Locks(self.db, serialize_writes=settings.mongodb_write_locks != "off")
         self.relay = OutboxRelay(
             self.db,
-            self.locks,
             self.publisher,
             lease_s=settings.relay_lease_s,
             interval_s=settings.relay_interval_s,
@@ -69,7 +66,6 @@ class ServiceKit:
         self.indexes: list[Index] = [
             Index(IDEMPOTENCY, [("at", 1)]),
             Index(INBOX, [("handled_at", 1)]),
-            Index(LOCKS, [("until", 1)]),
         ]
         self.emitted_topics: set[str] = set()
         self.tokens = (
@@ -92,7 +88,7 @@ class ServiceKit:
         self.relay.watch(collection)
         self.indexes.append(Index(collection, [("outbox_n", 1)]))
         self.indexes.extend(indexes)
-        return Repository(self.db[collection], model, locks=self.locks, relay=self.relay)
+        return Repository(self.db[collection], model, relay=self.relay)
 
     def emits(self, *models: type[EventData]) -> None:
         """Declare the events this service publishes: their topics are created at start and
@@ -139,8 +135,6 @@ class ServiceKit:
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         try:
             await ensure_indexes(self.db, self.indexes)
-            if self.settings.mongodb_write_locks == "auto":
-                self.locks.serialize_writes = await is_ferretdb(self.db)
             for hook in self._on_start:
                 await hook()
         except UNAVAILABLE as error:  # start anyway: commands get 503 until the database is back
@@ -188,14 +182,13 @@ class ServiceKit:
             await asyncio.sleep(3600)
 
     async def prune(self, now: datetime) -> dict[str, int]:
-        """Forget handled-event ids and Idempotency-Key answers past retention, and expired locks.
+        """Forget handled-event ids and Idempotency-Key answers past retention.
 
-        (No TTL indexes: FerretDB has none, DESIGN §6.)"""
+        (Not TTL indexes: mongo-java-server, the native stack's database, does not expire documents.)"""
         cutoff = now - timedelta(days=self.settings.retention_days)
         inbox = await self.db[INBOX].delete_many({"handled_at": {"$lt": cutoff}})
         answers = await self.db[IDEMPOTENCY].delete_many({"at": {"$lt": cutoff}})
-        locks = await self.db[LOCKS].delete_many({"until": {"$lt": now - timedelta(hours=1)}})
-        return {"inbox": inbox.deleted_count, "idempotency": answers.deleted_count, "locks": locks.deleted_count}
+        return {"inbox": inbox.deleted_count, "idempotency": answers.deleted_count}
 
     async def _shutdown(self) -> None:
         # SIGTERM (DESIGN §7.6): stop intake, let the message in hand finish, commit, flush the

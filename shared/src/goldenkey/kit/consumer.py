@@ -204,8 +204,7 @@ class EventConsumer:
         """Whether the event still has to be handled: its inbox row is new, or an earlier attempt
         took it up and never finished (the process died).
 
-        Inserting first, rather than looking first, makes the usual case an insert, which FerretDB
-        1.24 checks against the `_id` index, where a lookup reads the whole inbox."""
+        Inserting first, rather than looking first, makes the usual case one command."""
         try:
             await self.db[INBOX].insert_one(
                 {"_id": envelope.id, "type": envelope.type, "handled_at": datetime.now(UTC), "state": "started"}

@@ -3,7 +3,6 @@ correlation id of a request."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import uuid
@@ -91,13 +90,14 @@ class IdempotencyKeys:
         record_id = hashlib.sha256(f"{token_hash(authorization)}|{scope['path']}|{key}".encode()).hexdigest()
         fingerprint = hashlib.sha256(body).hexdigest()
         now = datetime.now(UTC)
+        attempt = uuid.uuid4().hex
+        pending = {"state": "pending", "request": fingerprint, "at": now, "attempt": attempt}
         retry = False
         try:
-            await store.insert_one({"_id": record_id, "state": "pending", "request": fingerprint, "at": now})
+            await store.insert_one({"_id": record_id, **pending})
         except DuplicateKeyError:
             retry = True
-            records = {r["_id"]: r async for r in store.find({"_id": {"$in": [record_id, f"{record_id}:done"]}})}
-            found = records.get(f"{record_id}:done") or records.get(record_id)
+            found = await store.find_one({"_id": record_id})
             if found is not None:
                 if found["request"] != fingerprint:
                     await _send_json(send, 422, {"detail": "this Idempotency-Key was used with a different request"})
@@ -105,12 +105,12 @@ class IdempotencyKeys:
                 if found["state"] == "done":
                     await _send_json_raw(send, found)
                     return
-                if now - found["at"] < STALE_AFTER:
-                    await _send_json(send, 409, {"detail": "a request with this Idempotency-Key is in progress"})
-                    return
-            await store.replace_one(
-                {"_id": record_id}, {"state": "pending", "request": fingerprint, "at": now}, upsert=True
-            )
+            # Its first attempt died (a stale pending record) or failed meanwhile (no record): take
+            # the key over, unless another retry is quicker.
+            in_progress = found is not None and now - found["at"] < STALE_AFTER
+            if in_progress or not await _take_over(store, record_id, found, pending):
+                await _send_json(send, 409, {"detail": "a request with this Idempotency-Key is in progress"})
+                return
 
         scope.setdefault("state", {}).update(idempotency_key=record_id, idempotency_retry=retry)
         captured: dict[str, Any] = {"status": 500, "headers": {}, "body": b""}
@@ -118,7 +118,7 @@ class IdempotencyKeys:
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
-                captured["headers"] = {  # a dict: FerretDB stores no nested arrays
+                captured["headers"] = {
                     k.decode(): v.decode()
                     for k, v in message.get("headers", [])
                     if k.lower() in (b"content-type", b"location")
@@ -131,22 +131,31 @@ class IdempotencyKeys:
             await self.app(scope, _replay(body), capture)
         finally:
             if 200 <= captured["status"] < 300:
-                # The answer is a document of its own beside the pending one: an insert, which
-                # FerretDB 1.24 checks against the _id index, where an update reads the collection.
-                with contextlib.suppress(DuplicateKeyError):  # a taken-over twin stored it first
-                    await store.insert_one(
-                        {
-                            "_id": f"{record_id}:done",
+                await store.update_one(
+                    {"_id": record_id, "attempt": attempt},  # not if a twin took the key over meanwhile
+                    {
+                        "$set": {
                             "state": "done",
-                            "request": fingerprint,
-                            "at": now,
                             "status": captured["status"],
                             "headers": captured["headers"],
                             "body": captured["body"].decode(errors="replace"),
                         }
-                    )
+                    },
+                )
             else:  # errors write nothing, so a retry may run the command afresh
-                await store.delete_one({"_id": record_id, "state": "pending"})
+                await store.delete_one({"_id": record_id, "attempt": attempt, "state": "pending"})
+
+
+async def _take_over(store: Any, record_id: str, found: dict[str, Any] | None, pending: dict[str, Any]) -> bool:
+    """Make a key's record this attempt's: whether it did (another retry may have been quicker)."""
+    if found is None:
+        try:
+            await store.insert_one({"_id": record_id, **pending})
+        except DuplicateKeyError:
+            return False
+        return True
+    taken = await store.replace_one({"_id": record_id, "attempt": found.get("attempt")}, pending)
+    return bool(taken.matched_count == 1)
 
 
 async def _send_json_raw(send: Send, record: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""MongoDB through PyMongo's native asyncio API, kept to what MongoDB 7 and FerretDB 1.24 share."""
+"""MongoDB through PyMongo's native asyncio API, kept to what MongoDB 7 and mongo-java-server 1.47 share
+(docs/decisions.md, "Storage")."""
 
 from __future__ import annotations
 

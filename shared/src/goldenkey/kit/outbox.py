@@ -1,22 +1,26 @@
 """The outbox relay: publishes the events waiting in aggregate documents, in order, then removes them.
 
-Safe with several instances: a relay leases a document (`goldenkey.kit.locks`) before publishing
-its outbox, so one document's events (one subject's, in practice) are only ever published by one
-relay at a time, in the order they were recorded. A crash before the removal republishes them: at-least-once,
-with the same event ids, which consumers deduplicate.
+Safe with several instances: a relay leases a document before publishing its outbox — the lease
+is two fields of the document itself (`lease_owner`, `lease_until`), taken in the same
+find-one-and-update that reads the outbox — so one document's events (one subject's, in
+practice) are only ever published by one relay at a time, in the order they were recorded. The
+removal after publishing is conditional on still holding the lease, so a relay whose lease ran
+out meanwhile removes nothing (and the count of pending events never goes wrong). A crash before
+the removal republishes them: at-least-once, with the same event ids, which consumers deduplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from goldenkey.contracts import CONTENT_TYPE
-from goldenkey.kit.locks import Locks
 from goldenkey.kit.logs import get_logger
 from goldenkey.kit.mongo import Document
 
@@ -35,7 +39,6 @@ class OutboxRelay:
     def __init__(
         self,
         db: AsyncDatabase[Document],
-        locks: Locks,
         publisher: Publisher,
         collections: Iterable[str] = (),
         *,
@@ -45,7 +48,8 @@ class OutboxRelay:
         workers: int = 4,
     ) -> None:
         self.db = db
-        self.locks = locks
+        self.owner = uuid.uuid4().hex
+        """This relay's name in the leases it takes."""
         self.publisher = publisher
         self.collections: list[str] = list(collections)
         self.lease = timedelta(seconds=lease_s)
@@ -129,8 +133,7 @@ class OutboxRelay:
     async def _sweeper(self) -> None:
         # Saves nudge the workers, so sweeping is only for what they missed: leftovers of a crash
         # (swept at start), events that waited out a Kafka outage (woken), and other instances'
-        # leftovers (every interval). A sweep reads every watched collection, which FerretDB does
-        # as a full scan, so it is not done often.
+        # leftovers (every interval).
         failures, first = 0, True
         while not self._stopping:
             if not first:
@@ -174,43 +177,60 @@ class OutboxRelay:
     async def _relay_document(self, collection: str, aggregate_id: Any) -> int | None:
         """Lease one document, publish its pending events, remove them.
 
-        Returns how many were published, or None when another relay holds the lease.
+        Returns how many were published, or None when another relay holds the lease while events
+        are pending (whoever nudged should look again shortly).
         """
-        lease_key = f"relay/{collection}/{aggregate_id}"
-        lease = await self.locks.try_acquire(lease_key, self.lease)
-        if lease is None:
-            return None
+        documents = self.db[collection]
+        now = datetime.now(UTC)
+        document = await documents.find_one_and_update(
+            {
+                "_id": aggregate_id,
+                "outbox_n": {"$gt": 0},
+                "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}],
+            },
+            {"$set": {"lease_owner": self.owner, "lease_until": now + self.lease}},
+            {"outbox": 1},
+        )
+        if document is None:
+            state = await documents.find_one({"_id": aggregate_id}, {"outbox_n": 1})
+            return None if state is not None and state.get("outbox_n", 0) > 0 else 0
+        mine = {"_id": aggregate_id, "lease_owner": self.owner}
+        release = {"$unset": {"lease_owner": "", "lease_until": ""}}
+        published, released = 0, False
         try:
             # Batch after batch while they come full. Events a save appends meanwhile are not
             # looked for again here: the save's nudge finds the lease taken and looks again shortly.
-            published = 0
             while True:
-                batch = await self._publish_leased(collection, aggregate_id)
-                published += batch
-                if batch < self.batch:
+                entries: list[dict[str, Any]] = document.get("outbox", [])[: self.batch]
+                if not entries:  # the count was off (nothing to publish): mend it
+                    await documents.update_one({**mine, "outbox": {"$size": 0}}, {"$set": {"outbox_n": 0}})
                     return published
+                await self.publisher.publish_batch(
+                    [
+                        (e["topic"], e["key"].encode(), e["value"].encode(), {"content-type": CONTENT_TYPE})
+                        for e in entries
+                    ]
+                )
+                last = len(entries) < self.batch
+                removal: dict[str, Any] = {
+                    "$pull": {"outbox": {"id": {"$in": [e["id"] for e in entries]}}},
+                    "$inc": {"outbox_n": -len(entries)},
+                    **(release if last else {}),
+                }
+                removed = await documents.update_one(mine, removal)
+                if removed.matched_count == 0:  # the lease ran out and another relay took it over
+                    released = True
+                    return published
+                published += len(entries)
+                self.published_total += len(entries)
+                if last:
+                    released = True
+                    return published
+                document = await documents.find_one(mine, {"outbox": 1}) or {}
         finally:
-            await self.locks.release(lease_key, lease)
-
-    async def _publish_leased(self, collection: str, aggregate_id: Any) -> int:
-        document = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox": 1, "outbox_n": 1})
-        entries: list[dict[str, Any]] = (document or {}).get("outbox", [])[: self.batch]
-        if not entries:
-            if document is not None and document.get("outbox_n", 0) > 0:  # the count is off: mend it
-                async with self.locks.writing(collection, aggregate_id):
-                    current = await self.db[collection].find_one({"_id": aggregate_id}, {"outbox": 1})
-                    if current is not None and not current.get("outbox"):
-                        await self.db[collection].update_one({"_id": aggregate_id}, {"$set": {"outbox_n": 0}})
-            return 0
-        await self.publisher.publish_batch(
-            [(e["topic"], e["key"].encode(), e["value"].encode(), {"content-type": CONTENT_TYPE}) for e in entries]
-        )
-        async with self.locks.writing(collection, aggregate_id):
-            await self.db[collection].update_one(
-                {"_id": aggregate_id}, {"$pullAll": {"outbox": entries}, "$inc": {"outbox_n": -len(entries)}}
-            )
-        self.published_total += len(entries)
-        return len(entries)
+            if not released:  # (a failure: the lease would run out by itself, later)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(documents.update_one(mine, release))
 
     async def pending(self) -> int:
         """Events waiting in all watched collections (for the `goldenkey_outbox_pending` gauge)."""

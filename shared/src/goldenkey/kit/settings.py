@@ -33,8 +33,6 @@ class KitSettings(BaseSettings):
     mongodb_database: str | None = None
     """Defaults to `goldenkey_<service>`."""
     mongodb_timeout_ms: int = Field(default=3000, ge=100)
-    mongodb_write_locks: Literal["auto", "on", "off"] = "auto"
-    """Serialize writes per document with a lock; `auto` turns it on for FerretDB (see kit.locks)."""
 
     timezone: str = "Asia/Shanghai"
     business_hours: Annotated[BusinessHours, NoDecode] = BusinessHours.parse("Mon-Fri 09:00-17:00")

@@ -268,7 +268,7 @@ class QueueService:
             with contextlib.suppress(Conflict):  # served or cancelled meanwhile
                 await self.store.tickets.update(ticket.id, lambda t: t.cancel(self.clock.now(), DAY_ENDED))
         # Claimed numbers only matter while their day can still hand some out: keep yesterday's
-        # for a request still claiming one across midnight, drop the rest (FerretDB reads them all).
+        # for a request still claiming one across midnight, drop the rest (keeps `numbers` small).
         before_yesterday = (self.calendar.business_day(self.clock.now()) - timedelta(days=1)).isoformat()
         await self.store.forget_numbers_before(before_yesterday)
         return len(left)

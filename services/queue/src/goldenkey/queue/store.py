@@ -139,8 +139,7 @@ class QueueStore:
     async def edit(self, collection: str, code: str, changes: Document) -> Document | None:
         """An admin's edit of a catalogue item or a category: the data lives in the database once
         loaded, so the hall can change it without a release."""
-        async with self.tickets.locks.writing(collection, code):
-            result = await self.db[collection].update_one({"_id": code}, {"$set": changes})
+        result = await self.db[collection].update_one({"_id": code}, {"$set": changes})
         self.cache.forget()  # a category's service time feeds the cached estimates too
         if result.matched_count == 0:
             return None
@@ -196,8 +195,8 @@ class QueueStore:
     async def next_number(self, day: date, letter: str) -> int:
         """The next sequence number of a category on a day.
 
-        A number is claimed by inserting `<day>:<letter>:<n>` into `numbers`: a unique key, the one
-        write FerretDB 1.24 does atomically, so no lock and no read-modify-write. This instance
+        A number is claimed by inserting `<day>:<letter>:<n>` into `numbers`: a unique key, so two
+        instances never hand out one number, with no read-modify-write of a counter. This instance
         remembers where it is; a taken number means another instance was quicker, and the next
         one is tried (after a few, the highest taken is read again).
         """
