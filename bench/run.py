@@ -13,7 +13,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def benchmarks() -> list[Path]:
-    return sorted(p for p in HERE.glob("*.py") if p.name != "run.py" and not p.name.startswith("_"))
+    """The scripts that run as programs; the rest (common.py) are what they share."""
+    return sorted(
+        p for p in HERE.glob("*.py") if p.name != "run.py" and 'if __name__ == "__main__":' in p.read_text("utf-8")
+    )
 
 
 def main(argv: list[str]) -> int:

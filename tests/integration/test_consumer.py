@@ -14,7 +14,7 @@ from pymongo.errors import AutoReconnect
 
 from goldenkey.contracts import CloudEvent, dlq_topic
 from goldenkey.kit import Repository
-from goldenkey.kit.consumer import INBOX, done_id
+from goldenkey.kit.consumer import INBOX
 from tests.support import RunningApp, TopicReader, produce, wait_for
 from tests.widgets import Contract, Widget, build, new_contract, settings_for
 
@@ -65,7 +65,7 @@ async def test_a_redelivered_event_changes_nothing_and_emits_nothing_new(infra: 
         await wait_for(lambda: kit.consumer.handled_total + 0 >= 1)
         await kit.db[INBOX].delete_many({})
         await produce(infra.kafka_bootstrap, contract.requests_topic, paint_request(contract, "w1", "blue"), b"w1")
-        await wait_for(lambda: kit.db[INBOX].count_documents({"_id": done_id("req-1")}))
+        await wait_for(lambda: kit.db[INBOX].count_documents({"_id": "req-1", "state": "done"}))
         await asyncio.sleep(0.5)
         widget = await widgets.require("w1")
         events = reader.events()

@@ -47,11 +47,6 @@ TRANSIENT: tuple[type[BaseException], ...] = (*UNAVAILABLE, KafkaError, Concurre
 INBOX = "inbox"
 
 
-def done_id(event_id: str) -> str:
-    """The inbox row that says an event was handled (beside the one that says it was taken up)."""
-    return f"{event_id}:done"
-
-
 class Halted(Exception):
     """The consumer is stopping with a message unfinished: it must not be committed."""
 
@@ -211,18 +206,13 @@ class EventConsumer:
             )
             return True
         except DuplicateKeyError:
-            done = await self.db[INBOX].find_one({"_id": done_id(envelope.id)}, {"_id": 1})
-            started = await self.db[INBOX].find_one({"_id": envelope.id}, {"state": 1})
-            # A row without a state is how handled events were kept before: done.
-            return done is None and started is not None and started.get("state") == "started"
+            seen = await self.db[INBOX].find_one({"_id": envelope.id}, {"state": 1})
+            return seen is not None and seen.get("state") == "started"
 
     async def _remember(self, envelope: CloudEvent) -> None:
-        try:
-            await self.db[INBOX].insert_one(
-                {"_id": done_id(envelope.id), "type": envelope.type, "handled_at": datetime.now(UTC)}
-            )
-        except DuplicateKeyError:
-            pass
+        await self.db[INBOX].update_one(
+            {"_id": envelope.id}, {"$set": {"state": "done", "handled_at": datetime.now(UTC)}}
+        )
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], kind: str, error: str) -> None:
         headers = {
