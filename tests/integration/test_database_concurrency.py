@@ -75,9 +75,7 @@ async def test_find_one_and_update_claims_hand_each_document_to_one_client(
     databases: list[AsyncDatabase[Document]],
 ) -> None:
     tickets = 300
-    await databases[0]["tickets"].insert_many(
-        [{"_id": f"t{n:04}", "state": "waiting", "n": n} for n in range(tickets)]
-    )
+    await databases[0]["tickets"].insert_many([{"_id": f"t{n:04}", "state": "waiting", "n": n} for n in range(tickets)])
     claimed: list[str] = []
 
     async def claim(index: int, db: AsyncDatabase[Document]) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from goldenkey.contracts import CloudEvent, EventData, envelope_for, spec_for
 from goldenkey.kit.locks import LocalLocks
@@ -147,6 +147,45 @@ class Repository(Generic[A]):
     async def find(self, query: Document, *, sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[A]:
         cursor = self.collection.find(query, {"outbox": 0}, sort=sort, limit=limit)
         return [self.load(d) async for d in cursor]
+
+    async def find_archived(self, aggregate_id: str) -> A | None:
+        """An aggregate `archive` has moved out of the working collection."""
+        document = await self.archive_collection.find_one({"_id": aggregate_id})
+        return None if document is None else self.load(document)
+
+    @property
+    def archive_collection(self) -> AsyncCollection[Document]:
+        return self.collection.database[f"{self.collection.name}_archive"]
+
+    async def archive(self, query: Document, *, batch: int = 500) -> int:
+        """Move the aggregates matching `query` whose events are all published out of the working
+        collection into `<collection>_archive`; how many it moved.
+
+        Queries that hot paths make then read only what is live (mongo-java-server scans a
+        collection for any query not by `_id`, docs/decisions.md "Storage"). A copy is inserted
+        before the original is deleted, so a crash in between leaves a copy that the next run
+        replaces; an aggregate saved meanwhile (its version moved) stays, for the next run.
+        """
+        moved = 0
+        while True:
+            cursor = self.collection.find({**query, "outbox_n": {"$in": [0, None]}}, limit=batch)
+            documents = [d async for d in cursor]
+            if not documents:
+                return moved
+            try:
+                await self.archive_collection.insert_many(documents, ordered=False)
+            except BulkWriteError as error:  # copies an interrupted run left: replace them with these
+                errors = error.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                for e in errors:
+                    again = documents[e["index"]]
+                    await self.archive_collection.replace_one({"_id": again["_id"]}, again)
+            for document in documents:
+                removed = await self.collection.delete_one({"_id": document["_id"], "version": document.get("version")})
+                moved += removed.deleted_count
+            if len(documents) < batch:
+                return moved
 
     # --- writing ---------------------------------------------------------------------------
 
