@@ -18,13 +18,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.specification import AsyncAPI
-from faststream.specification.asyncapi.site import get_asyncapi_html
 
-from goldenkey.contracts import EventData, dlq_topic, spec_for
+from goldenkey.contracts import EVENTS, EventData, EventSpec, dlq_topic, spec_for
 from goldenkey.kit.aggregate import A, AlreadyExists, ConcurrencyError, NotFound, Repository
+from goldenkey.kit.asyncapi import AsyncAPIDocument, describe_events
 from goldenkey.kit.auth import TokenRegistry
 from goldenkey.kit.clock import BusinessCalendar, Clock, SystemClock
 from goldenkey.kit.consumer import INBOX, EventConsumer
+from goldenkey.kit.docs import asyncapi_html, docs_router, mount_assets
 from goldenkey.kit.errors import BODY_TOO_LARGE, DomainError, error_responses
 from goldenkey.kit.http import IDEMPOTENCY, CorrelationIds, IdempotencyKeys
 from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
@@ -68,6 +69,8 @@ class ServiceKit:
             Index(INBOX, [("handled_at", 1)]),
         ]
         self.emitted_topics: set[str] = set()
+        self.emitted: dict[str, EventSpec] = {}
+        """event type -> its contract, for the AsyncAPI document"""
         self.tokens = (
             TokenRegistry.from_file(settings.tokens_file)
             if settings.tokens_file
@@ -96,9 +99,7 @@ class ServiceKit:
         for model in models:
             spec = spec_for(model)
             self.emitted_topics.add(spec.topic)
-            self.broker.publisher(
-                spec.topic, title=f"{spec.topic}:{spec.type}", description=(model.__doc__ or "").strip(), schema=model
-            )
+            self.emitted[spec.type] = spec
 
     def on_start(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run `hook` at start, once the indexes exist (e.g. load the hall's data)."""
@@ -118,6 +119,8 @@ class ServiceKit:
             description=description,
             lifespan=self._lifespan,
             max_body_size=self.settings.max_body_bytes,
+            docs_url=None,  # served by docs_router with packaged assets, not a CDN's
+            redoc_url=None,
         )
         app.state.kit = self
         app.state.db = self.db
@@ -127,6 +130,8 @@ class ServiceKit:
         app.add_middleware(RequestMetrics, metrics=self.metrics)
         self._install_error_handlers(app)
         app.include_router(self._platform_router())
+        app.include_router(docs_router(self.title))
+        mount_assets(app)
         for router in routers:  # every route of a service needs a token, reads input, may find the database down
             app.include_router(router, responses={**error_responses(400, 401, 403, 503), **BODY_TOO_LARGE})
         return app
@@ -222,8 +227,9 @@ class ServiceKit:
         if checks["mongodb"] == "ok":
             with contextlib.suppress(Exception):
                 checks["outbox_pending"] = await asyncio.wait_for(self.relay.pending(), 2)
-        ok = checks["mongodb"] == "ok" and kafka_ok
-        status = "ok" if ok else "unavailable" if checks["mongodb"] != "ok" else "degraded"
+        # Kafka down alone leaves an instance ready: commands still go to the outbox (DESIGN §7.5).
+        ok = checks["mongodb"] == "ok"
+        status = "unavailable" if not ok else "ok" if kafka_ok else "degraded"
         return ok, {"status": status, "service": self.service, "checks": checks}
 
     async def _refresh_platform_gauges(self) -> None:
@@ -242,13 +248,27 @@ class ServiceKit:
         for topic, value in lag.items():
             self.metrics.consumer_lag.labels(topic=topic).set(value)
 
-    def asyncapi(self) -> Any:
-        return AsyncAPI(
+    def asyncapi(self) -> AsyncAPIDocument:
+        """The AsyncAPI document: FastStream's frame (servers, security), the kit's channels and
+        messages — whole CloudEvents, key, headers — for what `emits` and the consumer declare."""
+        frame = AsyncAPI(
             self.broker,
             title=self.title,
             version=self.version,
-            description=f"Events the {self.service} service publishes and consumes",
+            description=(
+                f"The Kafka records the {self.service} service publishes and consumes. Every value is a "
+                "CloudEvents 1.0 event in structured mode (`content-type: application/cloudevents+json`), "
+                "keyed by its `subject`. Deduplicate on `id`; order one subject's events by `sequence`, "
+                "an integer compared as a number."
+            ),
         ).to_specification()
+        return describe_events(
+            frame.to_jsonable(),
+            service=self.service,
+            published=self.emitted.values(),
+            consumed=[EVENTS[t] for t in self.consumer.handlers],
+            dlq_topic=dlq_topic(self.service),
+        )
 
     def _platform_router(self) -> APIRouter:
         router = APIRouter(tags=["platform"])
@@ -259,7 +279,7 @@ class ServiceKit:
 
         @router.get(
             "/health/ready",
-            responses={503: {"description": "Kafka or MongoDB is unreachable", "content": {"application/json": {}}}},
+            responses={503: {"description": "MongoDB is unreachable", "content": {"application/json": {}}}},
         )
         async def ready() -> JSONResponse:
             ok, body = await self.readiness()
@@ -274,8 +294,8 @@ class ServiceKit:
             return JSONResponse(self.asyncapi().to_jsonable())
 
         @router.get("/asyncapi/view", include_in_schema=False)
-        async def asyncapi_view() -> HTMLResponse:
-            return HTMLResponse(get_asyncapi_html(self.asyncapi()))
+        async def asyncapi_view(request: Request) -> HTMLResponse:
+            return HTMLResponse(asyncapi_html(self.title, "/asyncapi", request.scope.get("root_path", "")))
 
         return router
 
