@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from goldenkey.concierge.domain import (
     ACCEPT_WITHIN,
+    CLAIM_GRACE,
     LONGEST_LOAN,
     REMIND_BEFORE_DUE,
     Assistance,
+    Concierge,
     Consumable,
     Lendable,
     Loan,
@@ -229,6 +231,31 @@ def test_a_reassignment_avoids_the_concierge_who_let_it_wait_unless_nobody_else_
 
 def requested() -> Assistance:
     return Assistance.request(assistance_id="a-1", kind="wheelchair", at=T0, ticket_id="t-1")
+
+
+def test_a_concierge_counts_each_request_they_hold_once_and_only_while_on_duty_takes_more() -> None:
+    gk1 = Concierge(id="GK1", name_zh="王敏", name_en="Wang Min", on_duty=True)
+    gk1.take("a1", T0)
+    gk1.take("a1", T0)  # a retry
+    gk1.take("a2", T0)
+    assert (gk1.load, gk1.holds("a1")) == (2, True)
+    gk1.let_go("a1")
+    gk1.let_go("a1")
+    assert [h.assistance_id for h in gk1.holding] == ["a2"]
+    gk1.set_duty(False, T0)
+    with pytest.raises(Conflict, match="off duty"):
+        gk1.take("a3", T0)
+    assert gk1.load == 1, "what they accepted still counts until it is done"
+
+
+def test_settling_counts_what_names_the_concierge_and_spares_a_claim_still_being_written() -> None:
+    gk1 = Concierge(id="GK1", name_zh="王敏", name_en="Wang Min", on_duty=True)
+    gk1.take("lost-in-a-crash", T0)
+    gk1.take("being-written", T0 + CLAIM_GRACE)
+    later = T0 + CLAIM_GRACE + timedelta(seconds=1)
+    assert gk1.settle({"from-before": T0}, later) is True
+    assert sorted(h.assistance_id for h in gk1.holding) == ["being-written", "from-before"]
+    assert gk1.settle({"from-before": T0}, later) is False, "nothing more to mend"
 
 
 def test_an_assigned_request_not_accepted_within_three_minutes_is_escalated_and_queued_again() -> None:

@@ -202,10 +202,11 @@ def windows(*states: tuple[str, list[str], str]) -> list[Window]:
 
 
 def test_pausing_the_last_open_window_of_a_category_leaves_it_uncovered() -> None:
-    hall = windows(("W11", ["B"], "open"), ("W12", ["B", "C"], "open"), ("W13", ["C"], "paused"))
-    assert pausing_leaves_category_uncovered(hall[0], hall) == []
-    assert pausing_leaves_category_uncovered(hall[1], hall) == ["C"]
-    assert uncovered_categories(hall, ["B", "C", "D"]) == {"D"}
+    open_for = {"B": ["W11", "W12"], "C": ["W12"]}
+    assert pausing_leaves_category_uncovered("W11", ["B"], open_for) == []
+    assert pausing_leaves_category_uncovered("W12", ["B", "C"], open_for) == ["C"]
+    assert pausing_leaves_category_uncovered("W13", ["C", "D"], open_for) == ["D"]
+    assert uncovered_categories(open_for, ["B", "C", "D"]) == {"D"}
 
 
 def test_windows_open_pause_resume_and_close_in_order() -> None:

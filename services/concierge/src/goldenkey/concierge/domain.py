@@ -324,17 +324,61 @@ class Consumable(Aggregate):
 # --- assistance --------------------------------------------------------------------------------------
 
 
+CLAIM_GRACE = timedelta(minutes=2)
+"""How long a request counted against a concierge may go without its own document saying so (it
+is being written) before the watchdog stops counting it (the process died before writing it)."""
+
+
+class Held(BaseModel):
+    """An open request counted against a concierge."""
+
+    assistance_id: str
+    since: datetime
+
+
 class Concierge(Aggregate):
-    """One of the Golden Key concierges, and whether they are on duty."""
+    """One of the Golden Key concierges: whether they are on duty, and the open requests (assigned
+    or accepted) they hold — their load, which the least-loaded rule reads and each assignment
+    writes, with this document's version."""
 
     name_zh: str
     name_en: str
     on_duty: bool = False
     duty_since: datetime | None = None
+    holding: list[Held] = Field(default_factory=list)
+
+    @property
+    def load(self) -> int:
+        return len(self.holding)
+
+    def holds(self, assistance_id: str) -> bool:
+        return any(h.assistance_id == assistance_id for h in self.holding)
 
     def set_duty(self, on_duty: bool, at: datetime) -> None:
         if self.on_duty != on_duty:
             self.on_duty, self.duty_since = on_duty, at
+
+    def take(self, assistance_id: str, at: datetime) -> None:
+        """Count a request against them (once)."""
+        if not self.on_duty:
+            raise Conflict(f"concierge {self.id} is off duty")
+        if not self.holds(assistance_id):
+            self.holding = [*self.holding, Held(assistance_id=assistance_id, since=at)]
+
+    def let_go(self, assistance_id: str) -> None:
+        """The request is done, cancelled, or gone to someone else: it no longer counts."""
+        self.holding = [h for h in self.holding if h.assistance_id != assistance_id]
+
+    def settle(self, holds: Mapping[str, datetime], at: datetime) -> bool:
+        """Match what they hold to the requests that name them (`holds`: id → when assigned), as
+        read just before: count those missing, stop counting those that do not name them unless
+        taken within `CLAIM_GRACE` (their request is being written). Whether anything changed."""
+        kept = [h for h in self.holding if h.assistance_id in holds or at - h.since < CLAIM_GRACE]
+        have = {h.assistance_id for h in kept}
+        missing = [Held(assistance_id=a, since=since) for a, since in sorted(holds.items()) if a not in have]
+        changed = len(kept) != len(self.holding) or bool(missing)
+        self.holding = [*kept, *missing]
+        return changed
 
 
 class Assistance(Aggregate):
@@ -514,7 +558,8 @@ def least_loaded_concierge(
     on_duty: Iterable[str], open_load: Mapping[str, int], avoid: Iterable[str] = ()
 ) -> str | None:
     """Who takes a new request: the on-duty concierge with the fewest open requests, preferring
-    those who have not let this one wait already; ties go to the lowest id (a stable order)."""
+    those who have not let this one wait already; ties go to the lowest id (a stable order).
+    The caller writes the choice with the chosen one's load, so it holds under concurrency."""
     candidates = sorted(on_duty)
     if not candidates:
         return None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,19 +26,29 @@ from goldenkey.concierge.metrics import ConciergeMetrics
 from goldenkey.concierge.store import ConciergeStore
 from goldenkey.contracts import CloudEvent, TicketIssued, TyreAlert, derived_id
 from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition
-from goldenkey.kit import AlreadyExists, BusinessCalendar, Clock, Conflict, Invalid, Missing, NotFound
+from goldenkey.kit import (
+    AlreadyExists,
+    BusinessCalendar,
+    Clock,
+    ConcurrencyError,
+    Conflict,
+    Invalid,
+    Missing,
+    NotFound,
+)
 from goldenkey.kit.pii import normalise_phone
 
 ORPHAN_CLAIM_AFTER = timedelta(minutes=2)
 """A unit claimed for a loan that was never written is put back on the shelf after this long."""
 ROSTER_FRESH_S = 1.0
 """How old this instance's view of who is on duty and how loaded may be when it assigns."""
+CLAIM_ATTEMPTS = 20
+"""How often an assignment is decided again when the chosen concierge's document changed meanwhile."""
 
 
 @dataclass
 class Roster:
-    on_duty: list[str]
-    load: Counter[str]
+    concierges: dict[str, Concierge]
     read_at: float
 
 
@@ -50,6 +61,8 @@ class ConciergeService:
         self.calendar = calendar
         self.metrics = metrics
         self._view: Roster | None = None
+        self._assigning = asyncio.Lock()
+        """This instance's assignments take turns (see `_claim_concierge`)."""
 
     # --- loans ---------------------------------------------------------------------------------
 
@@ -207,33 +220,66 @@ class ConciergeService:
             note=note,
             cause=cause,
         )
-        chosen = await self._least_loaded(assistance)
+        chosen = await self._claim_concierge(assistance, retry=True)
         if chosen is not None:
             assistance.assign(chosen, now)
         try:
             await self.store.assistance.add(assistance)
         except AlreadyExists:  # a retried request, or a redelivered event: the first one stands
             assistance = await self.store.assistance.require(assistance_id)
+            if chosen is not None and assistance.concierge_id != chosen:
+                await self._let_go(chosen, assistance_id)
             return await self.assign(assistance) if assistance.status == "queued" else assistance
-        self._took(chosen)
         return assistance
 
-    async def _least_loaded(self, assistance: Assistance) -> str | None:
-        roster = await self._roster()
-        return least_loaded_concierge(roster.on_duty, roster.load, avoid=assistance.passed_over)
+    async def _claim_concierge(self, assistance: Assistance, *, retry: bool = False) -> str | None:
+        """Choose the least-loaded concierge on duty for a request and count it against them, in one
+        write of their document with the version the choice was made on: two requests decided on
+        the same load of one concierge cannot both land there (the second is decided again), and
+        one going off duty meanwhile is not chosen. None when nobody is on duty.
 
-    def _took(self, concierge_id: str | None) -> None:
-        if concierge_id is not None and self._view is not None:
-            self._view.load[concierge_id] += 1
+        This instance's assignments take turns, so a burst here does not spend its attempts racing
+        itself; the view of the others' loads may be `ROSTER_FRESH_S` old, which only matters for
+        requests they finished since (the chosen one's load is always checked). With `retry` (a
+        request that may have been recorded before), whoever holds it already keeps it."""
+        async with self._assigning:
+            for _ in range(CLAIM_ATTEMPTS):
+                roster = await self._roster()
+                if retry:
+                    for concierge in roster.concierges.values():
+                        if concierge.holds(assistance.id):
+                            return concierge.id
+                on_duty = [c.id for c in roster.concierges.values() if c.on_duty]
+                load = {c.id: c.load for c in roster.concierges.values()}
+                chosen = least_loaded_concierge(on_duty, load, avoid=assistance.passed_over)
+                if chosen is None:
+                    return None
+                concierge = roster.concierges[chosen].model_copy(deep=True)
+                concierge.take(assistance.id, self.clock.now())
+                try:
+                    roster.concierges[chosen] = await self.store.concierges.save(concierge)
+                except ConcurrencyError:  # their load or duty changed since the view was read
+                    self._roster_changed()
+                    continue
+                return chosen
+        raise ConcurrencyError(f"assistance {assistance.id}: the roster kept changing, gave up assigning it")
+
+    async def _let_go(self, concierge_id: str, assistance_id: str) -> None:
+        """A request no longer counts against a concierge (done, cancelled, or gone to another)."""
+        try:
+            concierge = await self.store.concierges.update(concierge_id, lambda c: c.let_go(assistance_id))
+        except NotFound:
+            return
+        if self._view is not None and concierge_id in self._view.concierges:
+            self._view.concierges[concierge_id] = concierge
 
     async def _roster(self) -> Roster:
-        """Who is on duty and how loaded, read at most `ROSTER_FRESH_S` ago. Choosing the least
-        loaded is a matter of fairness, not safety: a view a moment old (another instance's
-        assignments since) costs at most a slightly uneven share, and saves two reads a request."""
+        """The concierges, their duty and loads, read at most `ROSTER_FRESH_S` ago (or at once
+        after a duty change, or a write that found the view behind)."""
         now = time.monotonic()
         if self._view is None or now - self._view.read_at > ROSTER_FRESH_S:
-            on_duty = [c.id for c in await self.store.on_duty()]
-            self._view = Roster(on_duty, await self.store.open_load() if on_duty else Counter(), now)
+            concierges = await self.store.concierges.find({}, sort=[("_id", 1)])
+            self._view = Roster({c.id: c for c in concierges}, now)
         return self._view
 
     def _roster_changed(self) -> None:
@@ -241,7 +287,7 @@ class ConciergeService:
 
     async def assign(self, assistance: Assistance) -> Assistance:
         """Hand a queued request to the least-loaded on-duty concierge, if anyone is on duty."""
-        chosen = await self._least_loaded(assistance)
+        chosen = await self._claim_concierge(assistance)
         if chosen is None:
             return assistance
 
@@ -250,8 +296,8 @@ class ConciergeService:
                 a.assign(chosen, self.clock.now())
 
         assigned = await self.store.assistance.update(assistance.id, give)
-        if assigned.concierge_id == chosen and assistance.status == "queued":
-            self._took(chosen)
+        if assigned.concierge_id != chosen:
+            await self._let_go(chosen, assistance.id)
         return assigned
 
     async def assistance(self, assistance_id: str) -> Assistance:
@@ -272,13 +318,15 @@ class ConciergeService:
     async def complete(self, assistance_id: str, note: str | None) -> Assistance:
         await self.assistance(assistance_id)
         assistance = await self.store.assistance.update(assistance_id, lambda a: a.complete(self.clock.now(), note))
-        self._roster_changed()
+        if assistance.concierge_id is not None:
+            await self._let_go(assistance.concierge_id, assistance_id)
         return assistance
 
     async def cancel(self, assistance_id: str, reason: str | None) -> Assistance:
         await self.assistance(assistance_id)
         assistance = await self.store.assistance.update(assistance_id, lambda a: a.cancel(self.clock.now(), reason))
-        self._roster_changed()
+        if assistance.concierge_id is not None:
+            await self._let_go(assistance.concierge_id, assistance_id)
         return assistance
 
     async def set_duty(self, concierge_id: str, on_duty: bool) -> Concierge:
@@ -291,7 +339,9 @@ class ConciergeService:
         if not on_duty:  # what they were given and had not accepted goes to someone on duty now
             for assistance in await self.store.open_assistance():
                 if assistance.status == "assigned" and assistance.concierge_id == concierge_id:
-                    await self.store.assistance.update(assistance.id, lambda a: a.hand_over(concierge_id))
+                    handed = await self.store.assistance.update(assistance.id, lambda a: a.hand_over(concierge_id))
+                    if handed.concierge_id != concierge_id:
+                        await self._let_go(concierge_id, assistance.id)
         await self.assign_queued()
         return concierge
 
@@ -335,6 +385,7 @@ class ConciergeService:
                 assistance = await self._escalate(assistance.id, now)
             if assistance.status == "queued":
                 await self.assign(assistance)
+        await self._settle_loads(now)
         for loan in await self.store.loans_out():
             if loan_is_overdue(loan, now):
                 await self.store.loans.update(loan.id, lambda entry: entry.mark_overdue(now))
@@ -345,17 +396,34 @@ class ConciergeService:
     async def _escalate(self, assistance_id: str, now: datetime) -> Assistance:
         """Escalate a request not accepted in time, and count it if this sweep did (another
         instance's sweep may have been first)."""
-        before: list[int] = []
+        before: list[tuple[int, str | None]] = []
 
         def escalate(a: Assistance) -> None:
-            before.append(a.escalations)
+            before.append((a.escalations, a.concierge_id))
             a.escalate(now)
 
         escalated = await self.store.assistance.update(assistance_id, escalate)
-        if escalated.escalations > before[-1]:
+        escalations, late = before[-1]
+        if escalated.escalations > escalations:
             self.metrics.escalations.labels(escalated.kind).inc()
-            self._roster_changed()
+            if late is not None:  # it no longer counts against the concierge who let it wait
+                await self._let_go(late, assistance_id)
         return escalated
+
+    async def _settle_loads(self, now: datetime) -> None:
+        """Mend what a crash between a request's write and its concierge's left: each concierge
+        counts the open requests that name them, and no others (see `Concierge.settle`)."""
+        concierges = await self.store.concierges.find({})
+        holds: dict[str, dict[str, datetime]] = {}
+        for assistance in await self.store.open_assistance():
+            if assistance.status in ("assigned", "accepted") and assistance.concierge_id is not None:
+                since = assistance.assigned_at or assistance.requested_at
+                holds.setdefault(assistance.concierge_id, {})[assistance.id] = since
+        for concierge in concierges:
+            mine: Mapping[str, datetime] = holds.get(concierge.id, {})
+            if concierge.model_copy(deep=True).settle(mine, now):
+                await self.store.concierges.update(concierge.id, lambda c, held=mine: c.settle(held, now))
+                self._roster_changed()
 
     async def _settle_units(self, now: datetime) -> None:
         """Mend what a crash between a loan's two writes left: a unit claimed for a loan that was

@@ -284,7 +284,7 @@ async def list_windows(queue: Queue, _: Annotated[Principal, Depends(require(*AN
 async def open_window(
     window_id: str, body: OpenWindow, queue: Queue, _: Annotated[Principal, Depends(require("window"))]
 ) -> dict[str, Any]:
-    return window_view(await queue.window_step(window_id, lambda w, at: w.open(body.staff_id, at)))
+    return window_view(await queue.open_window(window_id, body.staff_id))
 
 
 @router.post("/windows/{window_id}/pause", tags=["windows"], response_model=WindowView, responses=STEP)
@@ -300,14 +300,14 @@ async def pause_window(
 async def resume_window(
     window_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window", "ops"))]
 ) -> dict[str, Any]:
-    return window_view(await queue.window_step(window_id, Window.resume))
+    return window_view(await queue.resume(window_id))
 
 
 @router.post("/windows/{window_id}/close", tags=["windows"], response_model=WindowView, responses=STEP)
 async def close_window(
     window_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window", "ops"))]
 ) -> dict[str, Any]:
-    return window_view(await queue.window_step(window_id, Window.close))
+    return window_view(await queue.close(window_id))
 
 
 @router.post(

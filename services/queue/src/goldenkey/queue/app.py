@@ -45,6 +45,7 @@ def build_app(settings: Settings | None = None, clock: Clock | None = None) -> F
 
     async def started() -> None:
         await seed(kit.db, store.windows)
+        await queue.watch_coverage()  # the coverage from the windows, before the first pause is decided on it
 
     async def watchdog() -> None:
         while True:

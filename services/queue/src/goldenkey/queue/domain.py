@@ -3,12 +3,12 @@ the rule that lunch is taken in turns so no category is left without an open win
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from goldenkey.contracts import (
     CoverageGapClosed,
@@ -377,7 +377,7 @@ class Window(Aggregate):
         self.record(WindowOpened(window_id=self.id, staff_id=staff_id, categories=self.categories), at=at)
 
     def pause(self, reason: PauseReason, at: datetime, *, forced: bool = False) -> None:
-        self._require("open", doing="pause it")
+        self.can_pause()
         self.state, self.pause_reason = "paused", reason
         self.record(WindowPaused(window_id=self.id, reason=reason, forced=forced, staff_id=self.staff_id), at=at)
 
@@ -387,35 +387,138 @@ class Window(Aggregate):
         self.record(WindowResumed(window_id=self.id, staff_id=self.staff_id), at=at)
 
     def close(self, at: datetime) -> None:
-        self._require("open", "paused", doing="close it")
+        self.can_close()
         staff, self.state, self.staff_id, self.pause_reason = self.staff_id, "closed", None, None
         self.record(WindowClosed(window_id=self.id, staff_id=staff), at=at)
 
     def can_call(self) -> None:
         self._require("open", doing="call tickets")
 
+    def can_pause(self) -> None:
+        self._require("open", doing="pause it")
+
+    def can_close(self) -> None:
+        self._require("open", "paused", doing="close it")
+
     def serves(self, category: str) -> bool:
         return category in self.categories
 
 
-def pausing_leaves_category_uncovered(window: Window, windows: Iterable[Window]) -> list[str]:
-    """The categories `window` serves that no other open window serves: pausing would leave them
-    without a window ("lunch in turns, windows stay staffed")."""
-    others_cover = {c for w in windows if w.id != window.id and w.state == "open" for c in w.categories}
-    return sorted(c for c in window.categories if c not in others_cover)
+def pausing_leaves_category_uncovered(
+    window_id: str, serves: Iterable[str], open_for: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """The categories a window serves that no other open window serves (`open_for`: category →
+    its open windows): pausing it would leave them without a window ("lunch in turns, windows
+    stay staffed")."""
+    return sorted(c for c in serves if not any(other != window_id for other in open_for.get(c, ())))
 
 
-def uncovered_categories(windows: Iterable[Window], categories: Iterable[str]) -> set[str]:
-    """Categories with no open window right now."""
-    covered = {c for w in windows if w.state == "open" for c in w.categories}
-    return {c for c in categories if c not in covered}
+def uncovered_categories(open_for: Mapping[str, Sequence[str]], categories: Iterable[str]) -> set[str]:
+    """Categories with no open window right now (`open_for`: category → its open windows)."""
+    return {c for c in categories if not open_for.get(c)}
+
+
+LEAVING_GRACE = timedelta(minutes=2)
+"""How long the coverage waits for the write of a window that it let pause or close: a window
+still open after that lost its write (the process died between the two) and covers again."""
+
+
+class WindowCover(BaseModel):
+    """What the coverage knows of one window."""
+
+    categories: list[str]
+    open: bool = False
+    version: int = 0
+    """The window's version this reflects: an older read of the window changes nothing."""
+    leaving_since: datetime | None = None
+    """A pause or close took the window out; the window's own write follows."""
 
 
 class Coverage(Aggregate):
-    """Which categories have no open window, as last announced (one document, id `coverage`)."""
+    """Which windows are open for each category, and which categories have no open window, as
+    announced (one document, id `coverage`).
+
+    The lunch rule spans windows, so what it decides lives here: every window that opens,
+    resumes, pauses or closes updates this one document with its version, and two pauses racing
+    for the last two open windows of a category cannot both pass. The document only ever claims
+    a window open after the window's own write says so: open and resume write the window first,
+    pause and close this document first and then the window only if it has not changed since it
+    was read. A crash between the two writes leaves a window counted out that is open, never
+    counted in that is not; the watchdog's `mend` and `left_open` put it back."""
 
     gaps: dict[str, datetime] = Field(default_factory=dict)
     """category → when its gap opened."""
+    windows: dict[str, WindowCover] = Field(default_factory=dict)
+
+    def open_for(self) -> dict[str, list[str]]:
+        """category → the windows open for it."""
+        found: dict[str, list[str]] = {}
+        for window_id, cover in sorted(self.windows.items()):
+            for category in cover.categories if cover.open else ():
+                found.setdefault(category, []).append(window_id)
+        return found
+
+    def enter(self, window: Window) -> None:
+        """`window` is open, as written at its version: it covers its categories."""
+        known = self.windows.get(window.id)
+        if known is not None and (
+            window.version < known.version or (known.leaving_since is not None and window.version <= known.version)
+        ):
+            return  # a pause or close that read it after this write has taken it out again
+        self.windows[window.id] = WindowCover(categories=list(window.categories), open=True, version=window.version)
+
+    def leave(self, window: Window, at: datetime, *, lunch_rule: bool) -> None:
+        """`window`, as read at its version, is about to pause or close: it covers nothing from
+        now on. With `lunch_rule`, refuse when that would leave a category it serves with no
+        open window."""
+        if lunch_rule:
+            left = pausing_leaves_category_uncovered(window.id, window.categories, self.open_for())
+            if left:
+                raise Conflict(
+                    f"pausing window {window.id} would leave category {', '.join(left)} with no open window; "
+                    "take lunch in turns, or an ops token may force it"
+                )
+        known = self.windows.get(window.id)
+        version = max(window.version, known.version if known else 0)
+        self.windows[window.id] = WindowCover(
+            categories=list(window.categories), open=False, version=version, leaving_since=at
+        )
+
+    def mend(self, windows: Iterable[Window]) -> None:
+        """Bring the coverage in line with the windows as read just before this write: a window
+        this document has not heard of, or read at a newer version than it knows (an open or
+        resume whose write here was lost, a pause or close that has landed). A read older than
+        what the document knows changes nothing, and a window it let pause or close that still
+        reads open is left out (its write is on its way, or was lost: `left_open`)."""
+        for window in windows:
+            is_open = window.state == "open"
+            known = self.windows.get(window.id)
+            if known is not None:
+                if window.version < known.version:
+                    continue
+                if known.leaving_since is not None and is_open:
+                    continue
+                if known.leaving_since is None and window.version == known.version:
+                    continue
+            self.windows[window.id] = WindowCover(
+                categories=list(window.categories), open=is_open, version=window.version
+            )
+
+    def left_open(self, windows: Iterable[Window], at: datetime) -> list[str]:
+        """The windows this document let pause or close that still read open `LEAVING_GRACE`
+        later: the process died before their own write, and they should count as open again."""
+        found = []
+        for window in windows:
+            known = self.windows.get(window.id)
+            if (
+                window.state == "open"
+                and known is not None
+                and known.leaving_since is not None
+                and window.version >= known.version
+                and at - known.leaving_since >= LEAVING_GRACE
+            ):
+                found.append(window.id)
+        return found
 
     def observe(self, uncovered: set[str], at: datetime) -> None:
         """Announce the gaps that opened and closed since the last look."""

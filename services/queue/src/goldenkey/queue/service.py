@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from goldenkey.contracts import CloudEvent, TicketPaged
 from goldenkey.contracts.vocabulary import Channel, Need, PauseReason, Priority
-from goldenkey.kit import AlreadyExists, BusinessCalendar, Clock, Conflict, Invalid, Missing, NotFound
+from goldenkey.kit import (
+    AlreadyExists,
+    BusinessCalendar,
+    Clock,
+    ConcurrencyError,
+    Conflict,
+    Invalid,
+    Missing,
+    NotFound,
+)
 from goldenkey.kit.pii import InvalidPlate, mask_plate, normalise_phone, normalise_plate, plate_hash
 from goldenkey.queue.domain import (
     APPROACHING_AT,
@@ -19,7 +30,6 @@ from goldenkey.queue.domain import (
     daily_stats,
     estimated_wait,
     next_ticket_for_window,
-    pausing_leaves_category_uncovered,
     positions,
     queue_order,
     ticket_number,
@@ -31,12 +41,28 @@ from goldenkey.queue.store import QueueStore
 COVERAGE_ID = "coverage"
 LEFT_AT_CLOSING = ("waiting", "called", "no_show")
 DAY_ENDED = "the business day ended"
+STEP_ATTEMPTS = 10
+"""How often a pause or close is decided again when the window changed between its read and its write."""
+
+
+@dataclass
+class WaitingLine:
+    """The day's waiting tickets as `call_next` read them, less those its turns claimed since."""
+
+    day: date
+    read_after: int
+    """The calls that had arrived when it was read: they, and only they, may go by it."""
+    tickets: list[Ticket]
 
 
 class QueueService:
     def __init__(
         self, store: QueueStore, clock: Clock, calendar: BusinessCalendar, pii_key: str, metrics: QueueMetrics
     ) -> None:
+        self._calling = asyncio.Lock()
+        """This instance's `call-next`s take turns (see `call_next`)."""
+        self._arrivals = 0
+        self._line: WaitingLine | None = None
         self.metrics = metrics
         self.store = store
         self.clock = clock
@@ -185,6 +211,7 @@ class QueueService:
                 # A ticket in this instance's line whose issue is still writing it: that issue tells it.
                 with contextlib.suppress(NotFound):
                     await self.store.tickets.update(ticket_id, lambda t, p=position, w=wait: t.approach(p, w, now))
+                    ticket.approaching_sent = True  # the line as read may be used again (`call_next`)
 
     # --- windows -------------------------------------------------------------------------------
 
@@ -194,69 +221,147 @@ class QueueService:
         except NotFound:
             raise Missing(f"no window {window_id}") from None
 
-    async def window_step(self, window_id: str, step: Callable[[Window, datetime], None]) -> Window:
+    async def open_window(self, window_id: str, staff_id: str) -> Window:
+        return await self._coming_in(window_id, lambda w, at: w.open(staff_id, at))
+
+    async def resume(self, window_id: str) -> Window:
+        return await self._coming_in(window_id, Window.resume)
+
+    async def pause(self, window_id: str, reason: PauseReason, *, force: bool) -> Window:
+        """Pause a window, unless (in business hours, not forced) that would leave a category it
+        serves with no open window: decided on the coverage document, with its version, so of two
+        pauses racing for a category's last two open windows one is refused."""
+        lunch_rule = self.calendar.is_open(self.clock.now()) and not force
+        return await self._going_out(
+            window_id, Window.can_pause, lambda w, at: w.pause(reason, at, forced=force), lunch_rule=lunch_rule
+        )
+
+    async def close(self, window_id: str) -> Window:
+        return await self._going_out(window_id, Window.can_close, Window.close, lunch_rule=False)
+
+    async def _coming_in(self, window_id: str, step: Callable[[Window, datetime], None]) -> Window:
+        """Open or resume: the window's write first, then the coverage's (which so never counts
+        a window open that is not)."""
         await self.window(window_id)
         window = await self.store.windows.update(window_id, lambda w: step(w, self.clock.now()))
         self.store.cache.forget("windows")
-        await self.watch_coverage()
+        await self._cover(_entering(window))
         return window
 
-    async def pause(self, window_id: str, reason: PauseReason, *, force: bool) -> Window:
-        window = await self.window(window_id)
-        now = self.clock.now()
-        if window.state == "open" and self.calendar.is_open(now) and not force:
-            left = pausing_leaves_category_uncovered(window, await self.store.all_windows())
-            if left:
-                raise Conflict(
-                    f"pausing window {window_id} would leave category {', '.join(left)} with no open window; "
-                    "take lunch in turns, or an ops token may force it"
-                )
-        return await self.window_step(window_id, lambda w, at: w.pause(reason, at, forced=force))
+    async def _going_out(
+        self,
+        window_id: str,
+        allowed: Callable[[Window], None],
+        step: Callable[[Window, datetime], None],
+        *,
+        lunch_rule: bool,
+    ) -> Window:
+        """Pause or close: the coverage's write first (where the lunch rule is decided), then the
+        window's, only if the window is still as read before the coverage's (else decide again).
+        A crash in between leaves the window counted out while open, which the watchdog undoes."""
+        for _ in range(STEP_ATTEMPTS):
+            window = await self.window(window_id)
+            allowed(window)
+            await self._cover(_leaving(window, lunch_rule=lunch_rule))
+            step(window, self.clock.now())
+            try:
+                window = await self.store.windows.save(window)
+            except ConcurrencyError:  # it changed since it was read (a resume, another pause): again
+                continue
+            self.store.cache.forget("windows")
+            return window
+        raise Conflict(f"window {window_id} kept changing while it was being paused or closed; try again")
+
+    async def _cover(self, change: Callable[[Coverage, datetime], None]) -> Coverage:
+        """One versioned write of the coverage document: `change`, and the gaps that opens or closes
+        announced (in business hours; outside them, every gap closes)."""
+        categories = await self.store.categories()
+
+        def apply(coverage: Coverage) -> None:
+            now = self.clock.now()
+            change(coverage, now)
+            open_hall = self.calendar.is_open(now)
+            coverage.observe(uncovered_categories(coverage.open_for(), categories) if open_hall else set(), now)
+
+        try:
+            return await self.store.coverage.update(COVERAGE_ID, apply)
+        except NotFound:  # the first window step of a new hall: made from the windows first
+            await self.watch_coverage()
+            return await self.store.coverage.update(COVERAGE_ID, apply)
 
     async def call_next(self, window_id: str) -> Ticket | None:
         """Claim the best waiting ticket this window serves. Two windows calling at once never get
-        the same ticket: the claim is a versioned write of the ticket, and the loser tries the next."""
+        the same ticket: the claim is a versioned write of the ticket, and the loser tries the next.
+
+        This instance's calls take turns, so they do not all go for the same ticket (a loser
+        working down a line read before the winners' claims fell ever further behind). A call
+        goes by the day's waiting line as read after it arrived: calls queued behind one read
+        share it, less what their turns claimed; between instances the version check decides."""
         window = await self.window(window_id)
         window.can_call()
         categories = await self.store.categories()
-        now = self.clock.now()
-        waiting = await self.store.waiting(self.calendar.business_day(now), window.categories)
-        for candidate in next_ticket_for_window(waiting, window.categories, categories, now):
+        self._arrivals += 1
+        arrived = self._arrivals
+        async with self._calling:
+            now = self.clock.now()
+            day = self.calendar.business_day(now)
+            line = self._line
+            if line is None or line.day != day or line.read_after < arrived:
+                read_after = self._arrivals
+                line = self._line = WaitingLine(day, read_after, await self.store.waiting(day))
+            ticket = None
             try:
-                ticket = await self.store.tickets.update(candidate.id, lambda t: t.call(window_id, self.clock.now()))
-            except Conflict:  # another window was quicker
-                continue
-            self.store.lines_changed()
-            still_waiting = [t for t in waiting if t.id != ticket.id]
-            await self.announce_approaching(ticket.category, still_waiting)
-            return ticket
-        return None
+                for candidate in next_ticket_for_window(line.tickets, window.categories, categories, now):
+                    line.tickets.remove(candidate)  # claimed now, or not waiting any more
+                    try:
+                        ticket = await self.store.tickets.update(
+                            candidate.id, lambda t: t.call(window_id, self.clock.now())
+                        )
+                    except (Conflict, NotFound):  # another instance's window was quicker
+                        continue
+                    break
+            except BaseException:  # a claim whose outcome is unknown: the next call reads afresh
+                self._line = None
+                raise
+            still_waiting = [t for t in line.tickets if t.category == ticket.category] if ticket else []
+        if ticket is None:
+            return None
+        self.store.lines_changed()
+        await self.announce_approaching(ticket.category, still_waiting)
+        return ticket
 
     async def call_ticket(self, window_id: str, ticket_id: str) -> Ticket:
         """Call one ticket out of order (logged and counted per window)."""
         window = await self.window(window_id)
         window.can_call()
-        ticket = await self.store.tickets.require(ticket_id)
-        if not window.serves(ticket.category):
-            raise Conflict(f"window {window_id} does not serve category {ticket.category} of ticket {ticket.number}")
-        ticket = await self.store.tickets.update(
-            ticket_id, lambda t: t.call(window_id, self.clock.now(), out_of_order=True)
-        )
+
+        def call(t: Ticket) -> None:  # the category checked in the write: a transfer may be landing
+            if not window.serves(t.category):
+                raise Conflict(f"window {window_id} does not serve category {t.category} of ticket {t.number}")
+            t.call(window_id, self.clock.now(), out_of_order=True)
+
+        ticket = await self.store.tickets.update(ticket_id, call)
         self.store.lines_changed()
         await self.store.windows.update(window_id, _count_out_of_order)
         await self.announce_approaching(ticket.category)
         return ticket
 
     async def watch_coverage(self) -> None:
-        """Announce categories left with no open window during business hours, and their end."""
-        now = self.clock.now()
-        categories = await self.store.categories()
-        gaps = uncovered_categories(await self.store.all_windows(), categories) if self.calendar.is_open(now) else set()
+        """Mend the coverage from the windows (what a crash between a window's write and the
+        coverage's left behind), and announce categories left with no open window during business
+        hours, and their end."""
+        windows = await self.store.all_windows()  # read before the write: mend trusts no older read
         try:
             await self.store.coverage.add(_new_coverage())
         except AlreadyExists:
             pass
-        await self.store.coverage.update(COVERAGE_ID, lambda c: c.observe(gaps, now))
+        coverage = await self._cover(lambda c, _: c.mend(windows))
+        for window_id in coverage.left_open(windows, self.clock.now()):
+            # Its pause or close was never written. A write of the window first (a new version, so
+            # the lost write, were it only late, can no longer land), then it counts as open again.
+            window = await self.store.windows.update(window_id, _touch)
+            if window.state == "open":
+                await self._cover(_entering(window))
 
     async def close_earlier_days(self) -> int:
         """Cancel what earlier business days left waiting, called or missed: those citizens have
@@ -286,6 +391,8 @@ class QueueService:
         incident_id = envelope.data.get("incident_id")
 
         def page(t: Ticket) -> None:
+            if t.status in ("done", "cancelled"):  # the visit ended since it was read
+                return
             window = t.window_id if t.status in ("called", "serving") else None
             t.record(
                 TicketPaged(
@@ -300,6 +407,18 @@ class QueueService:
 
 def _count_out_of_order(window: Window) -> None:
     window.out_of_order_calls += 1
+
+
+def _entering(window: Window) -> Callable[[Coverage, datetime], None]:
+    return lambda coverage, _: coverage.enter(window)
+
+
+def _leaving(window: Window, *, lunch_rule: bool) -> Callable[[Coverage, datetime], None]:
+    return lambda coverage, at: coverage.leave(window, at, lunch_rule=lunch_rule)
+
+
+def _touch(window: Window) -> None:
+    """No change: the write gives the window a new version."""
 
 
 def _new_coverage() -> Coverage:
