@@ -487,3 +487,39 @@ async def test_an_admin_edits_the_inventory_and_unit_ids_stay_unique(desk: Desk)
     added = await desk.client.post("/inventory/umbrella/units", json={"unit_id": "UM-21"}, headers=admin)
     assert added.status_code == 201
     assert (await desk.post("/inventory/umbrella/units/UM-99/repaired")).status_code == 404
+
+
+async def test_what_earlier_days_closed_moves_to_the_archive_and_can_still_be_read(desk: Desk) -> None:
+    returned = (await desk.post("/loans", {"sku": "umbrella", "ticket_id": "t-1"})).json()
+    still_out = (await desk.post("/loans", {"sku": "umbrella", "ticket_id": "t-2"})).json()
+    assert (await desk.post(f"/loans/{returned['loan_id']}/return", {"condition": "ok"})).status_code == 200
+    done = (await desk.post("/assistance", {"kind": "escort", "ticket_id": "t-1"})).json()
+    for step in ("accept", "complete"):
+        assert (await desk.post(f"/assistance/{done['assistance_id']}/{step}", {})).status_code == 200
+    await wait_for(lambda: _nothing_pending(desk))  # archived only once its events are out
+    assert await desk.concierge.archive_earlier_days(desk.clock.now()) == 0, "today's stay where they are"
+
+    desk.clock.advance(timedelta(days=1))
+    assert await desk.concierge.archive_earlier_days(desk.clock.now()) == 2
+    listed = (await desk.client.get("/loans", headers=DESK)).json()
+    looked_up = await desk.client.get(f"/loans/{returned['loan_id']}", headers=DESK)
+    request = await desk.client.get(f"/assistance/{done['assistance_id']}", headers=DESK)
+    assert [loan["loan_id"] for loan in listed] == [still_out["loan_id"]], "the loan still out stays in the desk's list"
+    assert (looked_up.status_code, looked_up.json()["status"]) == (200, "returned")
+    assert (request.status_code, request.json()["status"]) == (200, "completed")
+
+
+async def _nothing_pending(desk: Desk) -> bool:
+    return await desk.kit.relay.pending() == 0
+
+
+async def test_lists_come_a_page_at_a_time(desk: Desk) -> None:
+    made = []
+    for n in range(3):
+        made.append((await desk.post("/loans", {"sku": "umbrella", "ticket_id": f"t-{n}"})).json()["loan_id"])
+        desk.clock.advance(timedelta(seconds=10))
+    first = (await desk.client.get("/loans", params={"limit": 2}, headers=DESK)).json()
+    rest = (await desk.client.get("/loans", params={"limit": 2, "offset": 2}, headers=DESK)).json()
+    too_many = await desk.client.get("/loans", params={"limit": 501}, headers=DESK)
+    assert [loan["loan_id"] for loan in first + rest] == made
+    assert too_many.status_code == 422

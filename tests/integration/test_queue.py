@@ -490,3 +490,35 @@ async def test_a_number_still_being_claimed_at_midnight_survives_the_new_days_fi
     assert await store.next_number(today, "B") == 1
     midnight_passed.set()
     assert await late == 5
+
+
+async def test_closed_tickets_of_earlier_days_move_to_the_archive_and_can_still_be_looked_up(infra: Any) -> None:
+    async with serving(infra, ManualClock(OPENING), business_hours="Mon-Sun 00:00-24:00") as hall:
+        await wait_for(hall.app.state.kit.kafka_ready.is_set)
+        served, left = await hall.issue("B001"), await hall.issue("B002")
+        await hall.open("W11")
+        called = (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).json()
+        assert called["ticket_id"] == served["ticket_id"]
+        for step, body in (("start", None), ("complete", {"outcome": "done"})):
+            answer = await hall.client.post(f"/tickets/{served['ticket_id']}/{step}", json=body, headers=WINDOW)
+            assert answer.status_code == 200, answer.text
+        hall.clock.advance(timedelta(days=1))
+        today = await hall.issue("B003")
+        db = hall.queue.store.db
+
+        async def archived() -> set[str]:
+            await hall.queue.close_earlier_days()  # the cancelled one moves once its event is out
+            return {d["_id"] async for d in db["tickets_archive"].find({}, {"_id": 1})}
+
+        assert await wait_for(lambda: len_is(archived, 2)) == {served["ticket_id"], left["ticket_id"]}
+        working = {d["_id"] async for d in db["tickets"].find({}, {"_id": 1})}
+        looked_up = (await hall.client.get(f"/tickets/{left['ticket_id']}", headers=KIOSK)).json()
+        stats = (await hall.client.get("/stats/today", headers=OPS)).json()
+    assert working == {today["ticket_id"]}, "the working collection holds today"
+    assert (looked_up["number"], looked_up["status"]) == ("B002", "cancelled")
+    assert stats["issued"] == 1
+
+
+async def len_is(read: Any, n: int) -> Any:
+    found = await read()
+    return found if len(found) == n else None

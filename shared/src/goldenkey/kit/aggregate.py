@@ -144,8 +144,10 @@ class Repository(Generic[A]):
             raise NotFound(f"{self.model.__name__} {aggregate_id} not found")
         return found
 
-    async def find(self, query: Document, *, sort: list[tuple[str, int]] | None = None, limit: int = 0) -> list[A]:
-        cursor = self.collection.find(query, {"outbox": 0}, sort=sort, limit=limit)
+    async def find(
+        self, query: Document, *, sort: list[tuple[str, int]] | None = None, limit: int = 0, skip: int = 0
+    ) -> list[A]:
+        cursor = self.collection.find(query, {"outbox": 0}, sort=sort, limit=limit, skip=skip)
         return [self.load(d) async for d in cursor]
 
     async def find_archived(self, aggregate_id: str) -> A | None:

@@ -1,4 +1,5 @@
-"""Free text the APIs accept from people: visible characters, no control characters.
+"""What the APIs accept from people: free text of visible characters, no control characters;
+and the paging parameters of list endpoints.
 
 Lengths differ by field, so a model adds its own: `Annotated[Line, Field(max_length=100)]`.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import Field
 
 _VISIBLE = r"[^\s\x00-\x1f\x7f]"
@@ -17,3 +19,8 @@ SOME_LINES = rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*{_VISIBLE}[^\x00-\x08\x0b\x0c
 
 Line = Annotated[str, Field(min_length=1, pattern=ONE_LINE)]
 Lines = Annotated[str, Field(min_length=1, pattern=SOME_LINES)]
+
+PAGE = 100
+"""How many items a list endpoint answers when the caller gives no `limit`."""
+Limit = Annotated[int, Query(ge=1, le=500, description="At most this many items (100 unless given; 500 at most).")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Skip this many items first (the next page).")]

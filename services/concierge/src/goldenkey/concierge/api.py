@@ -21,7 +21,7 @@ from goldenkey.concierge.domain import (
 from goldenkey.concierge.service import ConciergeService
 from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition, ReturnReminderReason
 from goldenkey.kit import NewId, Principal, error_responses, require
-from goldenkey.kit.inputs import Line, Lines
+from goldenkey.kit.inputs import PAGE, Limit, Line, Lines, Offset
 from goldenkey.kit.pii import mask_phone
 
 router = APIRouter()
@@ -282,8 +282,14 @@ async def loans(
     _: Annotated[Principal, Depends(require(*READERS))],
     status: Annotated[LoanStatus | None, Query()] = None,
     ticket_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = PAGE,
+    offset: Offset = 0,
 ) -> list[LoanView]:
-    found = await desk.store.loans.find(matching(status=status, ticket_id=ticket_id), sort=[("lent_at", 1)])
+    """Loans by status or ticket, oldest first, a page at a time (`limit`, `offset`). Loans
+    returned on an earlier business day are archived: look them up by id."""
+    found = await desk.store.loans.find(
+        matching(status=status, ticket_id=ticket_id), sort=[("lent_at", 1), ("_id", 1)], limit=limit, skip=offset
+    )
     return [LoanView.of(loan) for loan in found]
 
 
@@ -385,10 +391,15 @@ async def list_assistance(
     status: Annotated[AssistanceStatus | None, Query()] = None,
     ticket_id: Annotated[str | None, Query(max_length=64)] = None,
     concierge_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = PAGE,
+    offset: Offset = 0,
 ) -> list[AssistanceView]:
-    """Requests by status, ticket, or concierge (a concierge's own list: `?concierge_id=GK2&status=assigned`)."""
+    """Requests by status, ticket, or concierge (a concierge's own list: `?concierge_id=GK2&status=assigned`),
+    oldest first, a page at a time (`limit`, `offset`). Requests closed on an earlier business day
+    are archived: look them up by id."""
     query = matching(status=status, ticket_id=ticket_id, concierge_id=concierge_id)
-    return [AssistanceView.of(a) for a in await desk.store.assistance.find(query, sort=[("requested_at", 1)])]
+    found = await desk.store.assistance.find(query, sort=[("requested_at", 1), ("_id", 1)], limit=limit, skip=offset)
+    return [AssistanceView.of(a) for a in found]
 
 
 @router.get("/assistance/{assistance_id}", tags=["assistance"], responses=error_responses(404))

@@ -46,6 +46,10 @@ CLAIM_ATTEMPTS = 20
 """How often an assignment is decided again when the chosen concierge's document changed meanwhile."""
 
 
+ARCHIVE_EVERY_S = 600.0
+"""How often (at most) a sweep moves what earlier days closed into the archive."""
+
+
 @dataclass
 class Roster:
     concierges: dict[str, Concierge]
@@ -59,6 +63,7 @@ class ConciergeService:
         self.store = store
         self.clock = clock
         self.calendar = calendar
+        self._archive_next = 0.0
         self.metrics = metrics
         self._view: Roster | None = None
         self._assigning = asyncio.Lock()
@@ -122,10 +127,11 @@ class ConciergeService:
         return loan
 
     async def loan(self, loan_id: str) -> Loan:
-        try:
-            return await self.store.loans.require(loan_id)
-        except NotFound:
-            raise Missing(f"no loan {loan_id}") from None
+        """A loan, also one an earlier day closed (archived: it can be read, not changed)."""
+        found = await self.store.loans.get(loan_id) or await self.store.loans.find_archived(loan_id)
+        if found is None:
+            raise Missing(f"no loan {loan_id}")
+        return found
 
     async def lendable(self, sku: str) -> Lendable:
         try:
@@ -301,10 +307,13 @@ class ConciergeService:
         return assigned
 
     async def assistance(self, assistance_id: str) -> Assistance:
-        try:
-            return await self.store.assistance.require(assistance_id)
-        except NotFound:
-            raise Missing(f"no assistance request {assistance_id}") from None
+        """A request, also one an earlier day closed (archived: it can be read, not changed)."""
+        found = await self.store.assistance.get(assistance_id) or await self.store.assistance.find_archived(
+            assistance_id
+        )
+        if found is None:
+            raise Missing(f"no assistance request {assistance_id}")
+        return found
 
     async def accept(self, assistance_id: str) -> Assistance:
         await self.assistance(assistance_id)
@@ -392,6 +401,17 @@ class ConciergeService:
             elif loan_is_due_soon(loan, now):
                 await self.store.loans.update(loan.id, lambda entry: entry.remind("due_soon", now))
         await self._settle_units(now)
+        if time.monotonic() >= self._archive_next:
+            self._archive_next = time.monotonic() + ARCHIVE_EVERY_S
+            await self.archive_earlier_days(now)
+
+    async def archive_earlier_days(self, now: datetime) -> int:
+        """Move loans given back and requests closed before today out of the working collections,
+        which the sweep and the desk read all day (docs/decisions.md, "Storage"); how many moved."""
+        today_began, _ = self.calendar.day_bounds(self.calendar.business_day(now))
+        loans = await self.store.loans.archive({"status": {"$ne": "out"}, "returned_at": {"$lt": today_began}})
+        closed = {"status": {"$in": ["completed", "cancelled"]}, "closed_at": {"$lt": today_began}}
+        return loans + await self.store.assistance.archive(closed)
 
     async def _escalate(self, assistance_id: str, now: datetime) -> Assistance:
         """Escalate a request not accepted in time, and count it if this sweep did (another

@@ -40,6 +40,7 @@ from goldenkey.queue.store import QueueStore
 
 COVERAGE_ID = "coverage"
 LEFT_AT_CLOSING = ("waiting", "called", "no_show")
+CLOSED = ("done", "cancelled")
 DAY_ENDED = "the business day ended"
 STEP_ATTEMPTS = 10
 """How often a pause or close is decided again when the window changed between its read and its write."""
@@ -146,7 +147,9 @@ class QueueService:
         return ticket, position, wait
 
     async def status(self, ticket_id: str) -> tuple[Ticket, int | None, float | None]:
-        ticket = await self.store.tickets.require(ticket_id)
+        ticket = await self.store.tickets.get(ticket_id) or await self.store.tickets.find_archived(ticket_id)
+        if ticket is None:
+            raise NotFound(f"Ticket {ticket_id} not found")
         if ticket.status != "waiting":
             return ticket, None, None
         categories = await self.store.categories()
@@ -366,7 +369,11 @@ class QueueService:
     async def close_earlier_days(self) -> int:
         """Cancel what earlier business days left waiting, called or missed: those citizens have
         gone home, and their visits end (a concierge asks their loans back). Serving tickets stay
-        for their window to complete. How many it cancelled."""
+        for their window to complete. How many it cancelled.
+
+        Earlier days' closed tickets, once their events are out, move to the archive: the working
+        collection holds about one day, so the reads a day makes stay as fast on day 300 as on
+        day 1 (docs/decisions.md, "Storage")."""
         today = self.calendar.business_day(self.clock.now()).isoformat()
         left = await self.store.tickets.find({"status": {"$in": list(LEFT_AT_CLOSING)}, "day": {"$lt": today}})
         for ticket in left:
@@ -376,6 +383,7 @@ class QueueService:
         # for a request still claiming one across midnight, drop the rest (keeps `numbers` small).
         before_yesterday = (self.calendar.business_day(self.clock.now()) - timedelta(days=1)).isoformat()
         await self.store.forget_numbers_before(before_yesterday)
+        await self.store.tickets.archive({"day": {"$lt": today}, "status": {"$in": list(CLOSED)}})
         return len(left)
 
     # --- events --------------------------------------------------------------------------------
