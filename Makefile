@@ -6,10 +6,17 @@ BIN := $(VENV)/bin
 SERVICES := queue concierge parking feedback
 STAMP := $(VENV)/.installed
 PY_SOURCES := $(wildcard shared/src services tests bench deploy)
+# Kafka's command-line tools, as `make up` writes them (docs/devstack.md), and the broker they ask.
+KAFKA_BIN := .devstack/bin
+BOOTSTRAP ?= 127.0.0.1:9092
+KAFKA_TOOLS_READY = test -x $(KAFKA_BIN)/kafka-topics.sh || { echo "no Kafka tools yet: make up writes them to $(KAFKA_BIN)/" >&2; exit 1; }
 
-.PHONY: all venv tools stack up down status lint format typecheck test test-unit test-integration test-e2e schemas dashboards bench clean
+.PHONY: all help venv tools stack up down status topics lag tail lint format typecheck test test-unit test-integration test-e2e schemas dashboards bench clean
 
-all: venv
+all: venv ## the same as make venv
+
+help: ## list the targets, one line each
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  make %-17s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): constraints.txt requirements-dev.txt shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,57 +25,73 @@ $(STAMP): constraints.txt requirements-dev.txt shared/pyproject.toml $(foreach s
 		-e shared $(foreach s,$(SERVICES),-e services/$(s))
 	touch $@
 
-venv: $(STAMP)
+venv: $(STAMP) ## create .venv with the pinned dependencies and every package, editable
 
-tools:
+tools: ## install Debian's prometheus and docker-compose when missing; check for Java and Maven
 	@deploy/native/tools.sh
 
-# Kafka's jars (Maven) and FerretDB (Go) are fetched and built once, cached outside the repo.
-stack: venv tools
+# Kafka's jars and our mongo-java-server launcher are fetched and built once with Maven, cached
+# outside the repo (docs/devstack.md).
+stack: venv tools ## fetch Kafka's jars and build the mongo-java-server launcher (once, cached)
 	$(BIN)/python deploy/native/devstack.py build
 
-up: stack
+up: stack ## run the product: Kafka, mongo-java-server (H2 file), Prometheus and the four services
 	$(BIN)/python deploy/native/devstack.py up --services
 
-down:
+down: ## stop what make up started (the data stays in .devstack/)
 	@test -x $(BIN)/python && $(BIN)/python deploy/native/devstack.py down || python3 deploy/native/devstack.py down
 
-status:
+status: ## what runs, and which database answers on 127.0.0.1:27017
 	@python3 deploy/native/devstack.py status
 
-lint: venv
+topics: ## list the dev stack's Kafka topics
+	@$(KAFKA_TOOLS_READY)
+	@$(KAFKA_BIN)/kafka-topics.sh --bootstrap-server $(BOOTSTRAP) --list --exclude-internal
+
+lag: ## every consumer group's committed offset, log end and lag, per partition
+	@$(KAFKA_TOOLS_READY)
+	@$(KAFKA_BIN)/kafka-consumer-groups.sh --bootstrap-server $(BOOTSTRAP) --describe --all-groups
+
+tail: ## print TOPIC (e.g. make tail TOPIC=queue.tickets) from its beginning and follow it
+	@test -n "$(TOPIC)" || { echo "usage: make tail TOPIC=queue.tickets" >&2; exit 2; }
+	@$(KAFKA_TOOLS_READY)
+	@$(KAFKA_BIN)/kafka-console-consumer.sh --bootstrap-server $(BOOTSTRAP) --topic $(TOPIC) --from-beginning \
+		--property print.timestamp=true --property print.key=true
+
+lint: venv ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/mypy
 
-format: venv
+format: venv ## ruff check --fix and ruff format
 	$(BIN)/ruff check --fix $(PY_SOURCES)
 	$(BIN)/ruff format $(PY_SOURCES)
 
-typecheck: venv
+typecheck: venv ## mypy
 	$(BIN)/mypy
 
-# One pytest run shares one throwaway Kafka + FerretDB between all tests (see tests/conftest.py).
-test: stack lint
+# One pytest run shares one throwaway Kafka + mongo-java-server (memory backend) between all tests
+# (see tests/conftest.py).
+test: stack lint ## lint, type-check and every test (unit, integration, end-to-end) on a throwaway stack
 	$(BIN)/pytest tests services
 
-test-unit: venv
+test-unit: venv ## the unit tests (no I/O)
 	$(BIN)/pytest tests/unit services
 
-test-integration: stack
+test-integration: stack ## the integration tests, over a throwaway Kafka and database
 	$(BIN)/pytest tests/integration
 
-test-e2e: stack
+test-e2e: stack ## the end-to-end tests: several services over a throwaway stack
 	$(BIN)/pytest tests/e2e
 
-schemas: venv
+schemas: venv ## re-export the event JSON Schemas into docs/events
 	$(BIN)/python -m goldenkey.contracts export-schemas docs/events
 
-dashboards: venv
+dashboards: venv ## regenerate the Grafana dashboards from deploy/grafana/dashboards.py
 	$(BIN)/python deploy/grafana/dashboards.py
 
-bench: stack
+bench: stack ## the benchmarks, which print figures (bench/README.md)
 	$(BIN)/python bench/run.py
 
-clean: down
+clean: down ## stop the stack; remove .venv, .devstack (its data too) and pytest's, mypy's and ruff's caches
 	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache

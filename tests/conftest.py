@@ -1,8 +1,10 @@
 """Fixtures shared by every test: the real Kafka + MongoDB-protocol server the integration tests use.
 
 Unless GOLDENKEY_KAFKA_BOOTSTRAP and GOLDENKEY_MONGODB_URL point at running ones (docker compose,
-say), one throwaway native stack (Apache Kafka in KRaft mode, FerretDB) is started on free
-loopback ports for the whole test session, and removed afterwards.
+say), one throwaway native stack (Apache Kafka in KRaft mode, mongo-java-server on its memory
+backend) is started on free loopback ports for the whole test session, and removed afterwards.
+Tests that need the database's data to survive a restart start their own H2-backed one
+(`Stack.throwaway(root, durable=True).database()`, see tests/integration/test_database_restart.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class Infra:
     kafka_bootstrap: str
     mongodb_url: str
     stack: Stack | None
-    """The throwaway stack, when the tests started one (tests that stop FerretDB need it)."""
+    """The throwaway stack, when the tests started one (tests that stop its database need it)."""
 
 
 @pytest.fixture(scope="session")

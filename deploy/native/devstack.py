@@ -1,20 +1,27 @@
-"""The native dev stack: Apache Kafka (KRaft), FerretDB and Prometheus on loopback, no Docker.
+"""The native dev stack: Apache Kafka (KRaft), mongo-java-server and Prometheus on loopback, no Docker.
 
-`python deploy/native/devstack.py up|down|status` runs the stack for `make up`; tests import
-`Stack` to run a throwaway one on free ports. Downloads and builds are cached outside the repo
-(`$GOLDENKEY_CACHE`, default `~/.cache/goldenkey`), so only the first run on a machine is slow.
-Standard library only: this runs before the virtualenv has anything in it.
+`python deploy/native/devstack.py up|down|status|build` runs the stack for `make up`; tests import
+`Stack` to run a throwaway one on free ports. The MongoDB-protocol server is mongo-java-server
+behind our launcher (deploy/native/mongo/), which announces MongoDB 4.4 (wire version 9): on its
+H2 file backend for `make up`, in memory for throwaway stacks. Downloads and builds are cached
+outside the repo (`$GOLDENKEY_CACHE`, default `~/.cache/goldenkey`), so only the first run on a
+machine is slow. Standard library only: this runs before the virtualenv has anything in it.
+See docs/devstack.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import itertools
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -24,11 +31,24 @@ from pathlib import Path
 
 KAFKA_VERSION = "4.1.1"
 SLF4J_VERSION = "1.7.36"  # the slf4j-api version Kafka 4.1 depends on
-FERRETDB_VERSION = "v1.24.2"
+MONGO_JAVA_SERVER_VERSION = "1.47.0"
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("GOLDENKEY_CACHE", Path.home() / ".cache" / "goldenkey"))
+LAUNCHER = REPO / "deploy" / "native" / "mongo"
 SERVICE_PORTS = {"queue": 8001, "concierge": 8002, "parking": 8003, "feedback": 8004}
+DATABASE = "mongodb"
+"""The database part's name: its pid file, log file and `status` key."""
+
+KAFKA_TOOLS = {
+    "kafka-topics.sh": "org.apache.kafka.tools.TopicCommand",
+    "kafka-console-consumer.sh": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "kafka-console-producer.sh": "org.apache.kafka.tools.ConsoleProducer",
+    "kafka-consumer-groups.sh": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "kafka-get-offsets.sh": "org.apache.kafka.tools.GetOffsetShell",
+}
+"""Apache Kafka's command-line tools (in org.apache.kafka:kafka-tools since Kafka 4), as `up` writes
+them into <root>/bin: the script name Kafka's distribution uses, and its main class."""
 
 
 def log(message: str) -> None:
@@ -62,63 +82,108 @@ def wait_for_port(name: str, port: int, proc: subprocess.Popen[bytes] | None, ti
 # --- building the parts (cached) -------------------------------------------------------------
 
 
-def kafka_classpath() -> str:
-    libs = CACHE / f"kafka-{KAFKA_VERSION}" / "libs"
-    if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
-        if shutil.which("mvn") is None:
-            raise RuntimeError("Maven (mvn) is needed once to fetch the Apache Kafka jars")
-        log(f"fetching Apache Kafka {KAFKA_VERSION} jars with Maven (first run only)")
-        work = CACHE / "kafka-pom"
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "pom.xml").write_text(
-            f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+KAFKA_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>local.goldenkey</groupId><artifactId>kafka-classpath</artifactId><version>1</version>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{KAFKA_VERSION}</version></dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{KAFKA_VERSION}</version>
+      <exclusions><!-- only the Kafka Connect tools need these (a web server's worth of jars) -->
+        <exclusion><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId></exclusion>
+        <exclusion><groupId>com.fasterxml.jackson.jakarta.rs</groupId><artifactId>jackson-jakarta-rs-json-provider</artifactId></exclusion>
+      </exclusions>
+    </dependency>
     <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId><version>{SLF4J_VERSION}</version></dependency>
   </dependencies>
 </project>
 """
-        )
-        tmp = libs.with_name("libs.partial")
+
+
+def digest(*parts: bytes) -> str:
+    """A short hash naming a cached build after what it was built from."""
+    sha = hashlib.sha256()
+    for part in parts:
+        sha.update(len(part).to_bytes(8, "big"))
+        sha.update(part)
+    return sha.hexdigest()[:12]
+
+
+def maven(arguments: list[str], cwd: Path) -> None:
+    """Runs Maven quietly; its output is shown only when it fails."""
+    done = subprocess.run(["mvn", "-q", "-B", *arguments], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise RuntimeError(f"Maven failed (exit {done.returncode}) in {cwd}: mvn {' '.join(arguments)}")
+
+
+def kafka_classpath() -> str:
+    """Apache Kafka's broker and command-line tools jars, fetched by Maven once per pom above."""
+    home = CACHE / f"kafka-{KAFKA_VERSION}-{digest(KAFKA_POM.encode())}"
+    libs = home / "libs"
+    if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        if shutil.which("mvn") is None:
+            raise RuntimeError("Maven (mvn) is needed once to fetch the Apache Kafka jars")
+        log(f"fetching Apache Kafka {KAFKA_VERSION} jars (broker and tools) with Maven (first run only)")
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "pom.xml").write_text(KAFKA_POM)
+        tmp = libs.with_name(f"libs.partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(
-            ["mvn", "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
-            cwd=work,
-            check=True,
-        )
+        maven(["dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"], home)
         shutil.rmtree(libs, ignore_errors=True)
         tmp.rename(libs)
     return str(libs / "*")
 
 
-def ferretdb_binary() -> Path:
-    """FerretDB built from its Go module.
+def launcher_sources() -> list[Path]:
+    """The launcher's Maven project: pom.xml and src/, never a build's output."""
+    return sorted(
+        path
+        for path in LAUNCHER.rglob("*")
+        if path.is_file() and path.relative_to(LAUNCHER).parts[0] in {"pom.xml", "src"}
+    )
 
-    A plain `go install` builds a binary that panics at start: FerretDB embeds its version from
-    build/version/version.txt, which only its release tooling writes. So the module source is
-    copied from Go's module cache, that file written, and the command built from the copy.
-    """
-    home = CACHE / f"ferretdb-{FERRETDB_VERSION}"
-    binary = home / "bin" / "ferretdb"
-    if not binary.exists():
-        if shutil.which("go") is None:
-            raise RuntimeError("Go is needed once to build FerretDB")
-        log(f"building FerretDB {FERRETDB_VERSION} from its Go module (first run only)")
-        module = f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}"
-        found = subprocess.run(["go", "mod", "download", "-json", module], check=True, capture_output=True, text=True)
-        source = home / "src"
-        shutil.rmtree(source, ignore_errors=True)
-        shutil.copytree(json.loads(found.stdout)["Dir"], source)
-        for folder, _, files in os.walk(source):
-            os.chmod(folder, 0o755)
-            for name in files:
-                os.chmod(os.path.join(folder, name), 0o644)
-        (source / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
-        subprocess.run(["go", "build", "-trimpath", "-o", str(binary), "./cmd/ferretdb"], cwd=source, check=True)
-        shutil.rmtree(source, ignore_errors=True)
-    return binary
+
+def mongo_classpath() -> str:
+    """Our mongo-java-server launcher and its jars, built by Maven once per version and source hash."""
+    sources = launcher_sources()
+    key = digest(
+        MONGO_JAVA_SERVER_VERSION.encode(),
+        *(part for path in sources for part in (path.relative_to(LAUNCHER).as_posix().encode(), path.read_bytes())),
+    )
+    home = CACHE / f"mongo-java-server-{MONGO_JAVA_SERVER_VERSION}-{key}"
+    jar = home / "goldenkey-mongo.jar"
+    if not jar.exists():
+        if shutil.which("mvn") is None:
+            raise RuntimeError("Maven (mvn) is needed once to build the mongo-java-server launcher")
+        log(
+            f"building the mongo-java-server {MONGO_JAVA_SERVER_VERSION} launcher with Maven (first run, or it changed)"
+        )
+        work = home.with_name(f"{home.name}.partial-{os.getpid()}")
+        shutil.rmtree(work, ignore_errors=True)
+        for path in sources:
+            target = work / "src" / path.relative_to(LAUNCHER)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        maven(
+            [
+                f"-Dmongo-java-server.version={MONGO_JAVA_SERVER_VERSION}",
+                "package",
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={work / 'libs'}",
+            ],
+            work / "src",
+        )
+        (work / "src" / "target" / "goldenkey-mongo.jar").rename(work / "goldenkey-mongo.jar")
+        shutil.rmtree(work / "src")
+        try:
+            work.rename(home)
+        except OSError:  # another run finished the same build meanwhile
+            if not jar.exists():
+                raise
+            shutil.rmtree(work, ignore_errors=True)
+    return os.pathsep.join([str(jar), str(home / "libs" / "*")])
 
 
 def prometheus_binary() -> Path | None:
@@ -159,9 +224,22 @@ class Part:
         wait_for_port(self.name, self.port, self.proc, self.timeout, self.logfile)
 
     def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds."""
         pid = read_pid(self.pidfile)
         if pid is not None:
             stop_pid(pid, timeout)
+        self.pidfile.unlink(missing_ok=True)
+        self.proc = None
+
+    def kill(self, timeout: float = 15.0) -> None:
+        """SIGKILL at once, as a crash would: nothing is shut down or flushed."""
+        pid = read_pid(self.pidfile)
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            wait_gone(pid, timeout)
         self.pidfile.unlink(missing_ok=True)
         self.proc = None
 
@@ -178,41 +256,64 @@ def read_pid(pidfile: Path) -> int | None:
     return pid
 
 
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether process `pid` ended within `timeout` seconds (reaping it if it is our child)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:  # reap it if it is our child, or kill(pid, 0) would go on finding the zombie
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 def stop_pid(pid: int, timeout: float) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
     except OSError:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    if not wait_gone(pid, timeout):
         try:
-            os.kill(pid, 0)
+            os.killpg(pid, signal.SIGKILL)
         except OSError:
-            return
-        try:  # reap it if it is our child
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
             pass
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
+        wait_gone(pid, 5)
 
 
 @dataclass
 class Stack:
-    """A Kafka + FerretDB (+ Prometheus) stack under `root`, on the given loopback ports."""
+    """A Kafka + MongoDB-protocol server (+ Prometheus) stack under `root`, on the given loopback ports.
+
+    `database_backend` is the launcher's: "h2" keeps the data in a file under `root` (what
+    `make up` runs, so data survives `make down && make up`), "memory" keeps it in the JVM only.
+    """
 
     root: Path
     kafka_port: int = 9092
     mongo_port: int = 27017
     prometheus_port: int | None = 9090
     kafka_heap: str = "512m"
+    database_backend: str = "h2"
+    database_heap: str = "256m"
 
     @classmethod
-    def throwaway(cls, root: Path) -> Stack:
-        return cls(root, kafka_port=free_port(), mongo_port=free_port(), prometheus_port=None, kafka_heap="384m")
+    def throwaway(cls, root: Path, durable: bool = False) -> Stack:
+        """A stack on free ports for tests and benchmarks: the database in memory, unless `durable`
+        (the H2 file backend, for tests that restart the database and expect their data back)."""
+        return cls(
+            root,
+            kafka_port=free_port(),
+            mongo_port=free_port(),
+            prometheus_port=None,
+            kafka_heap="384m",
+            database_backend="h2" if durable else "memory",
+        )
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -222,12 +323,20 @@ class Stack:
     def mongodb_url(self) -> str:
         return f"mongodb://127.0.0.1:{self.mongo_port}/"
 
-    def parts(self) -> list[Part]:
-        run = self.root / "run"
-        logs = self.root / "logs"
+    @property
+    def database_file(self) -> Path:
+        """The H2 backend's file (MVStore)."""
+        return self.root / "mongodb" / "goldenkey.mv.db"
+
+    def _folders(self) -> tuple[Path, Path]:
+        run, logs = self.root / "run", self.root / "logs"
         for folder in (run, logs):
             folder.mkdir(parents=True, exist_ok=True)
-        parts = [self._ferretdb(run, logs), self._kafka(run, logs)]
+        return run, logs
+
+    def parts(self) -> list[Part]:
+        run, logs = self._folders()
+        parts = [self._database(run, logs), self._kafka(run, logs)]
         if self.prometheus_port is not None and (prom := prometheus_binary()) is not None:
             parts.append(self._prometheus(prom, run, logs))
         return parts
@@ -290,20 +399,31 @@ class Stack:
             timeout=120,
         )
 
-    def _ferretdb(self, run: Path, logs: Path) -> Part:
-        data = self.root / "ferretdb"
-        data.mkdir(parents=True, exist_ok=True)
+    def _database(self, run: Path, logs: Path) -> Part:
+        if self.database_backend == "h2":
+            self.database_file.parent.mkdir(parents=True, exist_ok=True)
+            backend = ["h2", str(self.database_file), "commit"]  # commit after every write: see docs/devstack.md
+        elif self.database_backend == "memory":
+            backend = ["memory"]
+        else:
+            raise ValueError(f"unknown database backend {self.database_backend!r} (h2 or memory)")
         argv = [
-            str(ferretdb_binary()),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data}/",
-            f"--listen-addr=127.0.0.1:{self.mongo_port}",
-            f"--debug-addr=127.0.0.1:{free_port()}",
-            "--telemetry=disable",
-            f"--state-dir={data}",
-            "--log-level=warn",
+            "java",
+            f"-Xmx{self.database_heap}",
+            "-XX:+UseSerialGC",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+            "-Dorg.slf4j.simpleLogger.log.de.bwaldvogel=warn",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSZ",
+            "-cp",
+            mongo_classpath(),
+            "goldenkey.devstack.MongoLauncher",
+            str(self.mongo_port),
+            *backend,
         ]
-        return Part("ferretdb", self.mongo_port, argv, logs / "ferretdb.log", run / "ferretdb.pid")
+        return Part(DATABASE, self.mongo_port, argv, logs / f"{DATABASE}.log", run / f"{DATABASE}.pid", timeout=60)
 
     def _prometheus(self, binary: Path, run: Path, logs: Path) -> Part:
         assert self.prometheus_port is not None
@@ -322,6 +442,7 @@ class Stack:
         return Part("prometheus", self.prometheus_port, argv, logs / "prometheus.log", run / "prometheus.pid")
 
     def up(self) -> None:
+        self.write_kafka_tools()
         started: list[Part] = []
         try:
             for part in self.parts():
@@ -336,15 +457,33 @@ class Stack:
                 part.stop()
             raise
 
-    def ferretdb(self) -> Part:
-        """The FerretDB part, to stop and start it again (tests of database outages)."""
-        return self._ferretdb(self.root / "run", self.root / "logs")
+    def database(self) -> Part:
+        """The MongoDB-protocol server's part, to stop (or kill) and start it again (tests of outages)."""
+        return self._database(*self._folders())
+
+    def write_kafka_tools(self) -> list[Path]:
+        """<root>/bin/kafka-topics.sh and the other tools of KAFKA_TOOLS, on this stack's classpath.
+
+        They take Kafka's own options: `--bootstrap-server 127.0.0.1:9092` and so on."""
+        folder = self.root / "bin"
+        folder.mkdir(parents=True, exist_ok=True)
+        classpath = kafka_classpath()
+        written = []
+        for script, main_class in KAFKA_TOOLS.items():
+            path = folder / script
+            path.write_text(
+                "#!/bin/sh\n"
+                f"# Apache Kafka {KAFKA_VERSION}'s {script}, for the native dev stack (written by devstack.py up).\n"
+                f"exec java -Xmx256m -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.defaultLogLevel=warn"
+                f' -cp {shlex.quote(classpath)} {main_class} "$@"\n'
+            )
+            path.chmod(0o755)
+            written.append(path)
+        return written
 
     def service_parts(self, ports: dict[str, int] | None = None, env: dict[str, str] | None = None) -> list[Part]:
         """The four services, as `make up` runs them: the caller's GOLDENKEY_* variables win, then `env`."""
-        run, logs = self.root / "run", self.root / "logs"
-        for folder in (run, logs):
-            folder.mkdir(parents=True, exist_ok=True)
+        run, logs = self._folders()
         parts = []
         for name, port in (ports or SERVICE_PORTS).items():
             env = {
@@ -378,8 +517,11 @@ class Stack:
             log(f"{part.name} up on http://127.0.0.1:{part.port} (docs: /docs, log: logs/{part.logfile.name})")
 
     def down(self) -> None:
+        """Stops what `up` started: every process with a pid file under <root>/run."""
         run = self.root / "run"
-        for name in (*SERVICE_PORTS, "prometheus", "kafka", "ferretdb"):
+        known = [*SERVICE_PORTS, "prometheus", "kafka", DATABASE]
+        others = sorted(path.stem for path in run.glob("*.pid") if path.stem not in known) if run.is_dir() else []
+        for name in (*known, *others):  # others: parts an older devstack.py ran
             pidfile = run / f"{name}.pid"
             pid = read_pid(pidfile)
             if pid is not None:
@@ -389,10 +531,127 @@ class Stack:
 
     def status(self) -> dict[str, str]:
         run = self.root / "run"
-        return {
-            name: f"running, pid {pid}" if (pid := read_pid(run / f"{name}.pid")) else "stopped"
-            for name in ("ferretdb", "kafka", "prometheus", *SERVICE_PORTS)
-        }
+        status = {}
+        for name in (DATABASE, "kafka", "prometheus", *SERVICE_PORTS):
+            pid = read_pid(run / f"{name}.pid")
+            status[name] = f"running, pid {pid}" if pid else "stopped"
+            if pid and name == DATABASE:
+                status[name] += f", {describe_database(self.mongo_port)}"
+        return status
+
+
+# --- asking the database what it is (OP_MSG, a few BSON types; standard library only) -----------
+
+
+def bson_encode(document: dict[str, object]) -> bytes:
+    """BSON for a command: strings, booleans, 32-bit integers, doubles and sub-documents only."""
+    body = bytearray()
+    for key, value in document.items():
+        name = key.encode() + b"\x00"
+        if isinstance(value, bool):
+            body += b"\x08" + name + (b"\x01" if value else b"\x00")
+        elif isinstance(value, int):
+            body += b"\x10" + name + struct.pack("<i", value)
+        elif isinstance(value, float):
+            body += b"\x01" + name + struct.pack("<d", value)
+        elif isinstance(value, str):
+            text = value.encode() + b"\x00"
+            body += b"\x02" + name + struct.pack("<i", len(text)) + text
+        elif isinstance(value, dict):
+            body += b"\x03" + name + bson_encode(value)
+        else:
+            raise TypeError(f"cannot encode {type(value).__name__} for {key!r}")
+    return struct.pack("<i", len(body) + 5) + bytes(body) + b"\x00"
+
+
+def bson_decode(data: bytes, start: int = 0) -> dict[str, object]:
+    """A BSON document; types a reply carries decode to Python values, a few to their raw bytes."""
+    (length,) = struct.unpack_from("<i", data, start)
+    end, pos = start + length, start + 4
+    document: dict[str, object] = {}
+    while pos < end - 1:
+        kind = data[pos]
+        nul = data.index(b"\x00", pos + 1)
+        key, pos = data[pos + 1 : nul].decode(), nul + 1
+        value: object
+        if kind == 0x01:
+            (value,), pos = struct.unpack_from("<d", data, pos), pos + 8
+        elif kind in (0x02, 0x0D, 0x0E):  # string, JavaScript, symbol
+            (size,) = struct.unpack_from("<i", data, pos)
+            value, pos = data[pos + 4 : pos + 3 + size].decode(), pos + 4 + size
+        elif kind in (0x03, 0x04):  # document, array
+            (size,) = struct.unpack_from("<i", data, pos)
+            inner = bson_decode(data, pos)
+            value, pos = (inner if kind == 0x03 else list(inner.values())), pos + size
+        elif kind == 0x05:  # binary: length, subtype, bytes
+            (size,) = struct.unpack_from("<i", data, pos)
+            value, pos = data[pos + 5 : pos + 5 + size], pos + 5 + size
+        elif kind == 0x07:  # ObjectId
+            value, pos = data[pos : pos + 12].hex(), pos + 12
+        elif kind == 0x08:
+            value, pos = data[pos] != 0, pos + 1
+        elif kind in (0x09, 0x12):  # UTC datetime (ms), int64
+            (value,), pos = struct.unpack_from("<q", data, pos), pos + 8
+        elif kind in (0x0A, 0x06, 0x7F, 0xFF):  # null, undefined, max key, min key
+            value = None
+        elif kind == 0x10:
+            (value,), pos = struct.unpack_from("<i", data, pos), pos + 4
+        elif kind == 0x11:  # timestamp
+            (value,), pos = struct.unpack_from("<Q", data, pos), pos + 8
+        elif kind == 0x13:  # decimal128
+            value, pos = data[pos : pos + 16], pos + 16
+        else:
+            raise ValueError(f"BSON type {kind:#04x} for {key!r} is not decoded here")
+        document[key] = value
+    return document
+
+
+OP_MSG = 2013
+_request_ids = itertools.count(1)
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        data += chunk
+    return bytes(data)
+
+
+def mongo_command(
+    port: int, command: dict[str, object], database: str = "admin", timeout: float = 3.0
+) -> dict[str, object]:
+    """One command over OP_MSG to 127.0.0.1:`port`, and its reply document."""
+    body = struct.pack("<I", 0) + b"\x00" + bson_encode({**command, "$db": database})
+    request_id = next(_request_ids)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(struct.pack("<iiii", 16 + len(body), request_id, 0, OP_MSG) + body)
+        length, _, response_to, opcode = struct.unpack("<iiii", _receive(sock, 16))
+        reply = _receive(sock, length - 16)
+    if opcode != OP_MSG or response_to != request_id or reply[4] != 0:
+        raise ValueError(f"unexpected reply (opcode {opcode}, to {response_to}, section {reply[4]})")
+    return bson_decode(reply, 5)
+
+
+def describe_database(port: int) -> str:
+    """What answers on `port`, as it says: e.g. "mongo-java-server 1.47.0, h2 backend (announces
+    MongoDB 4.4.0, wire 9)". Our launcher names itself in buildInfo's `mongoJavaServer`; anything
+    else is named by the version it announces."""
+    try:
+        info = mongo_command(port, {"buildInfo": 1})
+        hello = mongo_command(port, {"hello": 1})
+        if not hello.get("ok"):  # servers older than MongoDB 4.4.2 know only the legacy name
+            hello = mongo_command(port, {"isMaster": 1})
+    except (OSError, ValueError, struct.error, IndexError) as error:
+        return f"not answering on 127.0.0.1:{port} ({error})"
+    announced = f"MongoDB {info.get('version', '?')}, wire {hello.get('maxWireVersion', '?')}"
+    server = info.get("mongoJavaServer")
+    if isinstance(server, dict):
+        backend = f", {server['backend']} backend" if server.get("backend") else ""
+        return f"mongo-java-server {server.get('version', '?')}{backend} (announces {announced})"
+    return announced
 
 
 def main() -> int:
@@ -404,7 +663,7 @@ def main() -> int:
     stack = Stack(args.root)
     if args.command == "build":
         kafka_classpath()
-        ferretdb_binary()
+        mongo_classpath()
     elif args.command == "up":
         stack.up()
         if args.services:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System tools the native dev stack and the tests need, from Debian's packages when missing:
 # Prometheus (and promtool) and docker-compose (validates the compose file without an engine).
-# Java, Maven and Go build Kafka's classpath and FerretDB; they are expected on the machine.
+# Java 17+ and Maven fetch Kafka's jars and build the mongo-java-server launcher; they are expected
+# on the machine.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
@@ -15,6 +16,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "tools: please install ${missing[*]} (Debian: apt-get install ${missing[*]})" >&2
   fi
 fi
-for tool in java mvn go; do
-  command -v "$tool" >/dev/null || { echo "tools: $tool is required (Java 17+, Maven, Go)" >&2; exit 1; }
+for tool in java mvn; do
+  command -v "$tool" >/dev/null || { echo "tools: $tool is required (Java 17+, Maven)" >&2; exit 1; }
 done

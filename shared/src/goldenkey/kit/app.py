@@ -31,7 +31,7 @@ from goldenkey.kit.http import IDEMPOTENCY, CorrelationIds, IdempotencyKeys
 from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
 from goldenkey.kit.logs import configure_logging, get_logger
 from goldenkey.kit.metrics import Metrics, RequestMetrics
-from goldenkey.kit.mongo import UNAVAILABLE, Index, connect, ensure_indexes, ping
+from goldenkey.kit.mongo import UNAVAILABLE, Index, connect, describe_server, ensure_indexes, ping
 from goldenkey.kit.outbox import OutboxRelay
 from goldenkey.kit.settings import KitSettings
 
@@ -78,6 +78,8 @@ class ServiceKit:
             if settings.dev_tokens
             else TokenRegistry([])
         )
+        self.database_server: str | None = None
+        """The database server as it named itself (`describe_server`), once it answered."""
         self._connect_task: asyncio.Task[None] | None = None
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -139,6 +141,8 @@ class ServiceKit:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         try:
+            self.database_server = await describe_server(self.db)
+            log.info("database connected", server=self.database_server, database=self.settings.database)
             await ensure_indexes(self.db, self.indexes)
             for hook in self._on_start:
                 await hook()
@@ -220,6 +224,8 @@ class ServiceKit:
         try:
             await asyncio.wait_for(ping(self.db), 2)
             checks["mongodb"] = "ok"
+            if self.database_server is None:
+                self.database_server = await asyncio.wait_for(describe_server(self.db), 2)
         except Exception as error:
             checks["mongodb"] = f"unreachable: {type(error).__name__}"
         kafka_ok = self.kafka_ready.is_set() and await self.broker.ping(timeout=2)
@@ -230,7 +236,8 @@ class ServiceKit:
         # Kafka down alone leaves an instance ready: commands still go to the outbox (DESIGN §7.5).
         ok = checks["mongodb"] == "ok"
         status = "unavailable" if not ok else "ok" if kafka_ok else "degraded"
-        return ok, {"status": status, "service": self.service, "checks": checks}
+        body = {"status": status, "service": self.service, "database": self.database_server, "checks": checks}
+        return ok, body
 
     async def _refresh_platform_gauges(self) -> None:
         self.metrics.outbox_pending.set(await self.relay.pending())

@@ -53,3 +53,18 @@ async def ensure_indexes(db: AsyncDatabase[Document], indexes: Sequence[Index]) 
 
 async def ping(db: AsyncDatabase[Document]) -> None:
     await db.command("ping")
+
+
+async def describe_server(db: AsyncDatabase[Document]) -> str:
+    """The database server as it names itself: "MongoDB 7.0.14", or the native stack's
+    "mongo-java-server 1.47.0 (h2 backend, announces MongoDB 4.4.0)" (its launcher adds
+    `mongoJavaServer` to `buildInfo`, which MongoDB never sends). For logs and readiness only:
+    nothing behaves differently by it."""
+    info = await db.command("buildInfo")
+    launcher = info.get("mongoJavaServer")
+    if isinstance(launcher, dict):
+        return (
+            f"mongo-java-server {launcher.get('version', '?')} "
+            f"({launcher.get('backend', '?')} backend, announces MongoDB {info.get('version', '?')})"
+        )
+    return f"MongoDB {info.get('version', '?')}"
