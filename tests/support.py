@@ -1,4 +1,4 @@
-"""Helpers for tests that talk to real Kafka and FerretDB: waiting, reading topics, running apps."""
+"""Helpers for tests that talk to real Kafka and the MongoDB-protocol server: waiting, reading topics, running apps."""
 
 from __future__ import annotations
 

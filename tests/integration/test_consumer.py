@@ -1,4 +1,4 @@
-"""Consuming events over real Kafka and FerretDB: idempotent, committed after success, poison to
+"""Consuming events over real Kafka and the MongoDB-protocol server: idempotent, committed after success, poison to
 the dead-letter topic (DESIGN §7.2-7.4)."""
 
 from __future__ import annotations
