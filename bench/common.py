@@ -12,18 +12,26 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.probe import read_counts
 from deploy.native import devstack
+from goldenkey.contracts import CONTENT_TYPE
 
-PARTS = {"FerretDB": "ferretdb", "Kafka": "kafka"}
+REPO = Path(__file__).resolve().parents[1]
+DATABASE = "mongo-java-server"
+"""The native stack's database, as the figures name it (its part is `devstack.DATABASE`)."""
+PARTS = {DATABASE: devstack.DATABASE, "Kafka": "kafka"}
+"""The throwaway stack's processes whose CPU time is reported: display name → part (pid file) name."""
 
 
 @dataclass
@@ -33,7 +41,7 @@ class Infra:
     kafka: str
     """What the broker is, as far as we know."""
     native: bool
-    """A throwaway native stack (FerretDB on its SQLite backend)."""
+    """A throwaway native stack (mongo-java-server on its memory backend)."""
     processes: dict[str, int] = field(default_factory=dict)
     """Pids of the broker's and the database's processes, when this machine runs them (CPU figures)."""
 
@@ -112,12 +120,15 @@ class Row:
     note: str = ""
     at_least: bool = False
     """The value is a lower bound (a latency percentile that includes events never seen)."""
+    lower_is_better: bool = False
+    """A latency: the ratio is then ceiling / value, so that for every row 100 % means "as good as
+    the ceiling" and less is worse."""
 
     @property
     def ratio(self) -> float | None:
-        if self.value is None or not self.ceiling_value:
+        if not self.value or not self.ceiling_value:
             return None
-        return self.value / self.ceiling_value
+        return self.ceiling_value / self.value if self.lower_is_better else self.value / self.ceiling_value
 
 
 def print_table(rows: list[Row]) -> None:
@@ -126,7 +137,7 @@ def print_table(rows: list[Row]) -> None:
         (
             r.figure,
             fmt(r.value, r.unit, r.at_least),
-            f"{r.ceiling} {fmt(r.ceiling_value)}" if r.ceiling else "",
+            f"{r.ceiling} {fmt(r.ceiling_value, 'ms' if r.lower_is_better else '')}" if r.ceiling else "",
             "" if r.ratio is None else f"{r.ratio:.0%}" if r.ratio >= 0.1 else f"{r.ratio:.1%}",
         )
         for r in rows
@@ -144,20 +155,24 @@ def print_table(rows: list[Row]) -> None:
 
 def database_name(info: dict[str, Any], native: bool) -> str:
     """What the database says it is (`buildInfo`)."""
-    if ferret := info.get("ferretdbVersion"):
-        backend = "SQLite backend in the native stack; " if native else ""
-        return f"FerretDB {ferret} ({backend}answers as MongoDB {info.get('version')})"
+    if isinstance(server := info.get("mongoJavaServer"), dict):
+        backend = f"{server.get('backend', '?')} backend" + (", native throwaway stack" if native else "")
+        return f"mongo-java-server {server.get('version', '?')} ({backend}; answers as MongoDB {info.get('version')})"
     return f"MongoDB {info.get('version', '?')}"
 
 
 class ServiceProcess:
-    """`python -m goldenkey.<service>` as a child process on its own database, its log in a file."""
+    """`python -m goldenkey.<service>` as a child process on its own database, its log in a file.
+
+    It is started through `bench/probe.py`, which counts the MongoDB commands it sends
+    (`commands()`); the service itself runs as `python -m` would run it."""
 
     def __init__(self, service: str, infra: Infra, database: str, log: Path, **env: str) -> None:
         self.service = service
         self.port = devstack.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        self.commands_file = log.with_name(log.name + ".commands.json")
         self.env = {
             **os.environ,
             "GOLDENKEY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
@@ -167,6 +182,7 @@ class ServiceProcess:
             "GOLDENKEY_DEV_TOKENS": "true",
             "GOLDENKEY_BUSINESS_HOURS": "Mon-Sun 00:00-24:00",
             "GOLDENKEY_LOG_LEVEL": "WARNING",
+            "BENCH_COMMANDS_FILE": str(self.commands_file),
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -179,8 +195,25 @@ class ServiceProcess:
     def start(self) -> None:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"goldenkey.{self.service}"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "bench.probe", f"goldenkey.{self.service}"],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
+
+    async def commands(self) -> tuple[Counter[str], Counter[str]]:
+        """The MongoDB commands the service sent since the last call (or since it started), and
+        their durations in microseconds, by command and collection (`bench.probe`)."""
+        assert self.proc is not None
+        self.commands_file.unlink(missing_ok=True)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not self.commands_file.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return Counter(), Counter()
+            await asyncio.sleep(0.02)
+        return read_counts(self.commands_file)
 
     async def ready(self, client: httpx.AsyncClient) -> float:
         """Seconds from start until /health/ready answered 200."""
@@ -289,3 +322,76 @@ class TopicReader:
                 return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
+
+
+async def steady(n: int, rate: float, send: Callable[[int], Coroutine[Any, Any, None]]) -> float:
+    """Call `send(i)` for i < n at `rate` per second on a fixed schedule (open loop: a slow send
+    does not delay the next one); the rate achieved."""
+    began = time.monotonic()
+    pending: list[asyncio.Task[None]] = []
+    for i in range(n):
+        delay = began + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.create_task(send(i)))
+    await asyncio.gather(*pending)
+    took = time.monotonic() - began
+    return n / took if took > 0 else float("nan")
+
+
+def raw_producer(bootstrap: str) -> AIOKafkaProducer:
+    """A producer configured as the kit's broker produces (goldenkey.kit.kafka.make_broker):
+    idempotent, acks=all, linger 1 ms."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1)
+
+
+class KeyArrivals(TopicReader):
+    """Reads a topic from now on, noting when each record first arrived, by its key."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(bootstrap, topic, from_start=False)
+        self.at: dict[bytes, float] = {}
+
+    def arrived(self, at: float, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            if record.key is not None:
+                self.at.setdefault(record.key, at)
+
+
+async def kafka_latencies(
+    bootstrap: str, n: int, rate: float, value: Callable[[int], bytes], drain_s: float = 30.0
+) -> list[float]:
+    """The Kafka latency ceiling: seconds from `send()` of each of N records (`value(i)`, sent at
+    `rate` per second by a producer set up as the kit's) to its arrival at a reader without a
+    consumer group, on a 3-partition topic of its own, deleted afterwards."""
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = raw_producer(bootstrap)
+    await producer.start()
+    sent: dict[bytes, float] = {}
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    try:
+        await producer.partitions_for(topic)  # metadata fetched before the clock runs
+        async with KeyArrivals(bootstrap, topic) as arrivals:
+
+            async def send(i: int) -> None:
+                key = f"ceiling-{i}".encode()
+                sent[key] = time.time()
+                await producer.send_and_wait(topic, value(i), key=key, headers=headers)
+
+            await steady(n, rate, send)
+            await arrivals.wait_until(lambda: sent.keys() <= arrivals.at.keys(), time.monotonic() + drain_s)
+            return [arrivals.at[k] - sent[k] for k in sent if k in arrivals.at]
+    finally:
+        await producer.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()

@@ -40,11 +40,19 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from pymongo import AsyncMongoClient, monitoring  # noqa: E402
 
-from bench.common import Infra, Row, TopicReader, database_name, print_table, start_stack  # noqa: E402
+from bench.common import (  # noqa: E402
+    Infra,
+    Row,
+    TopicReader,
+    database_name,
+    print_table,
+    raw_producer,
+    start_stack,
+)
+from bench.probe import CommandCounts, per_operation  # noqa: E402
 from goldenkey.contracts import CONTENT_TYPE, CloudEvent, envelope_for  # noqa: E402
 from goldenkey.kit import KitSettings, Repository, ServiceKit  # noqa: E402
 from goldenkey.kit.kafka import ensure_topics  # noqa: E402
-from goldenkey.kit.locks import Locks, is_ferretdb  # noqa: E402
 from goldenkey.kit.logs import configure_logging  # noqa: E402
 from goldenkey.kit.mongo import ensure_indexes  # noqa: E402
 from tests.support import RunningApp, wait_for  # noqa: E402
@@ -165,15 +173,8 @@ def bench_settings(infra: Infra) -> KitSettings:
 
 
 async def prepare(kit: ServiceKit) -> None:
-    """What the app's lifespan does before serving: indexes, and whether writes take the lock."""
+    """What the app's lifespan does before serving: the indexes."""
     await ensure_indexes(kit.db, kit.indexes)
-    if kit.settings.mongodb_write_locks == "auto":
-        kit.locks.serialize_writes = await is_ferretdb(kit.db)
-
-
-def raw_producer(bootstrap: str) -> AIOKafkaProducer:
-    # As the kit's broker produces (goldenkey.kit.kafka.make_broker): idempotent, acks=all, linger 1 ms.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1)
 
 
 async def send_in_batches(producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -235,9 +236,9 @@ async def kafka_ceiling(infra: Infra, n: int) -> list[Row]:
 
 async def mongo_ceilings(infra: Infra, n: int, seconds: float) -> tuple[list[Row], dict[str, Any]]:
     """Raw PyMongo: N single-document inserts, then updates by _id of those N documents, by 8
-    concurrent tasks; then the same updates under the kit's per-document write lock. A phase
-    still running after `seconds` stops there (the rest of the inserts are then made untimed, so
-    the updates see a collection of N documents, as the kit stages do)."""
+    concurrent tasks, then by one. A phase still running after `seconds` stops there (the rest
+    of the inserts are then made untimed, so the updates see a collection of N documents, as the
+    kit stages do)."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_url, tz_aware=True)
     db = client["goldenkey_bench" + letters(8)]
     contract = fresh_contract()
@@ -255,12 +256,6 @@ async def mongo_ceilings(infra: Infra, n: int, seconds: float) -> tuple[list[Row
     async def update(i: int) -> None:
         await collection.update_one({"_id": f"w{i}"}, {"$set": {"colour": "blue"}, "$inc": {"coats": 1}})
 
-    locks = Locks(db, serialize_writes=True)
-
-    async def locked_update(i: int) -> None:
-        async with locks.writing("raw", f"w{i}"):
-            await update(i)
-
     async def timed(
         items: Iterable[Any], operation: Callable[[Any], Awaitable[Any]], tasks: int = WRITERS
     ) -> tuple[float | None, int, str]:
@@ -277,7 +272,6 @@ async def mongo_ceilings(infra: Infra, n: int, seconds: float) -> tuple[list[Row
             await collection.insert_many(documents[inserted:])
         updates, _, update_note = await timed(range(n), update)
         alone, _, alone_note = await timed(range(n), update, tasks=1)
-        locked, _, locked_note = await timed(range(n), locked_update)
     finally:
         await client.drop_database(db.name)
         await client.close()
@@ -290,59 +284,11 @@ async def mongo_ceilings(infra: Infra, n: int, seconds: float) -> tuple[list[Row
             note=f"by _id, on {n} documents" + update_note,
         ),
         Row("MongoDB update_one x1", alone, "op/s", note="for reference" + alone_note),
-        Row(
-            f"update_one under the kit's write lock x{WRITERS}",
-            locked,
-            "op/s",
-            "update_one",
-            updates,
-            "kit/locks.py: lock insert, update, lock delete" + locked_note,
-        ),
     ]
     return rows, info
 
 
 # --- the kit ---------------------------------------------------------------------------------
-
-
-class CommandCounts(monitoring.CommandListener):
-    """The MongoDB commands sent while counting, and the time they took, by name and collection
-    (every client made after `monitoring.register`)."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.micros: Counter[str] = Counter()
-        self.on = False
-        self._started: dict[tuple[Any, int], str] = {}
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.on:
-            target = event.command.get(event.command_name)
-            what = f"{event.command_name} {target}" if isinstance(target, str) else event.command_name
-            if event.command_name == "find" and "_id" not in (event.command.get("filter") or {}):
-                what += " (no _id)"  # a query by other fields: FerretDB reads the whole collection
-            self.counts[what] += 1
-            self._started[event.connection_id, event.request_id] = what
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        self._finished(event)
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        self._finished(event)
-
-    def _finished(self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent) -> None:
-        if (what := self._started.pop((event.connection_id, event.request_id), None)) is not None:
-            self.micros[what] += event.duration_micros
-
-    def start(self) -> None:
-        self.counts.clear()
-        self.micros.clear()
-        self._started.clear()
-        self.on = True
-
-    def stop(self) -> tuple[Counter[str], Counter[str]]:
-        self.on = False
-        return Counter(self.counts), Counter(self.micros)
 
 
 COMMANDS = CommandCounts()
@@ -358,18 +304,10 @@ class Stage:
     """Counts and microseconds, by command and collection."""
     seen: int
     latencies: Latencies = field(default_factory=Latencies)
-    locks_on: bool = False
 
     def commands_per_event(self, leave_out: str = "") -> list[str]:
         """Per event published: each kind of command, how many, and how long they took together."""
-        counts, micros = self.commands
-        if not self.seen:
-            return ["—"]
-        per = self.seen
-        names = sorted((name for name in counts if name != leave_out), key=lambda name: -micros[name])
-        total, total_ms = sum(counts[name] for name in names) / per, sum(micros[name] for name in names) / per / 1000
-        lines = [f"{counts[name] / per:4.1f} {name:<24} {micros[name] / per / 1000:6.1f} ms" for name in names]
-        return [f"{total:.1f} commands, {total_ms:.0f} ms", *lines]
+        return per_operation(self.commands, self.seen, leave_out)
 
 
 async def relay_drain(infra: Infra, n: int, seconds: float) -> Stage:
@@ -481,7 +419,6 @@ async def pipeline(infra: Infra, n: int, seconds: float) -> Stage:
             await send_in_batches(producer, contract.requests_topic, [request("warm", -1)])
             if not await reader.wait_count(1, time.time() + 60):
                 raise RuntimeError("the warm-up paint request was never handled")
-            locks_on = kit.locks.serialize_writes
             sent.clear()
             COMMANDS.start()
             start = time.time()
@@ -498,7 +435,7 @@ async def pipeline(infra: Infra, n: int, seconds: float) -> Stage:
             [cut - t for i, t in sent.items() if i not in arrived],
         )
         note = f"the {n} requests were produced in {produced_in:.2f}s" + cut_note(seen, n, seconds)
-        return Stage(rate(seen, end - start), note, commands, seen, latencies, locks_on)
+        return Stage(rate(seen, end - start), note, commands, seen, latencies)
     finally:
         await producer.stop()
         async with AsyncMongoClient(infra.mongodb_url) as client:
@@ -562,7 +499,7 @@ async def measure(infra: Infra, n: int, seconds: float) -> None:
         ["pipeline", *piped.commands_per_event()],
     ]
     for cells in itertools.zip_longest(*columns, fillvalue=""):
-        print("  " + "".join(cell.ljust(46) for cell in cells).rstrip())
+        print("  " + "".join(cell.ljust(50) for cell in cells).rstrip())
     print()
     print(f"broker:    {infra.kafka}")
     print(f"database:  {database_name(info, infra.native)}")
@@ -570,14 +507,6 @@ async def measure(infra: Infra, n: int, seconds: float) -> None:
         f"client:    Python {platform.python_version()}, aiokafka {version('aiokafka')}, pymongo {version('pymongo')},"
         f" faststream {version('faststream')}; {os.cpu_count()} cores"
     )
-    ferret = "ferretdbVersion" in info
-    if piped.locks_on:
-        locks = "ON (FerretDB 1.24 updates are not atomic: every aggregate write is lock insert, write, lock delete)"
-    elif ferret:
-        locks = "OFF, by GOLDENKEY_MONGODB_WRITE_LOCKS=off (on FerretDB concurrent updates can then be lost)"
-    else:
-        locks = "OFF (single-document updates are atomic on this database)"
-    print(f"locks:     per-document write locks (kit/locks.py) {locks}")
     print(f"took:      {time.monotonic() - began:.0f}s, stack start-up aside")
 
 

@@ -12,10 +12,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+NOT_BENCHMARKS = {"run.py", "probe.py"}
+"""Programs here that are not benchmarks: this one, and the launcher the service benchmarks start
+their service with."""
+
+
 def benchmarks() -> list[Path]:
     """The scripts that run as programs; the rest (common.py) are what they share."""
     return sorted(
-        p for p in HERE.glob("*.py") if p.name != "run.py" and 'if __name__ == "__main__":' in p.read_text("utf-8")
+        p
+        for p in HERE.glob("*.py")
+        if p.name not in NOT_BENCHMARKS and 'if __name__ == "__main__":' in p.read_text("utf-8")
     )
 
 

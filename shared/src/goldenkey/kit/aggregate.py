@@ -257,11 +257,14 @@ class Repository(Generic[A]):
         *,
         cause: CloudEvent | None = None,
         attempts: int = 20,
+        write_unchanged: bool = False,
     ) -> A:
         """Load, apply `change`, save; again from a fresh load when someone else saved in between.
 
         With a `cause` (the event being handled), an aggregate that has applied it already is
-        returned unchanged: a redelivered event changes nothing and emits nothing new.
+        returned unchanged: a redelivered event changes nothing and emits nothing new. Without
+        one, a change that changed nothing and recorded no event writes nothing, unless
+        `write_unchanged` (the write itself matters: a new version that a stale save cannot pass).
 
         Updates of one aggregate from this process take turns, so a burst of requests on one hot
         document (a consumable's stock, say) does not spend its attempts racing itself; the
@@ -276,7 +279,9 @@ class Repository(Generic[A]):
         token = _UPDATING.set(_UPDATING.get() | {key})
         try:
             async with self._updating.hold(aggregate_id):
-                return await self._update(aggregate_id, change, cause=cause, attempts=attempts)
+                return await self._update(
+                    aggregate_id, change, cause=cause, attempts=attempts, write_unchanged=write_unchanged
+                )
         finally:
             _UPDATING.reset(token)
 
@@ -287,6 +292,7 @@ class Repository(Generic[A]):
         *,
         cause: CloudEvent | None,
         attempts: int,
+        write_unchanged: bool,
     ) -> A:
         for _ in range(attempts):
             aggregate = await self.require(aggregate_id)
@@ -294,9 +300,12 @@ class Repository(Generic[A]):
                 if aggregate.has_applied(cause.id):
                     return aggregate
                 aggregate.mark_applied(cause.id)
+            before = aggregate.model_dump() if cause is None and not write_unchanged else None
             outcome = change(aggregate)
             if outcome is not None:
                 await outcome
+            if before is not None and not aggregate._events and aggregate.model_dump() == before:
+                return aggregate  # the change found nothing to do: no write
             try:
                 return await self.save(aggregate)
             except ConcurrencyError:

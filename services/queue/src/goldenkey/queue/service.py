@@ -362,7 +362,7 @@ class QueueService:
         for window_id in coverage.left_open(windows, self.clock.now()):
             # Its pause or close was never written. A write of the window first (a new version, so
             # the lost write, were it only late, can no longer land), then it counts as open again.
-            window = await self.store.windows.update(window_id, _touch)
+            window = await self.store.windows.update(window_id, _touch, write_unchanged=True)
             if window.state == "open":
                 await self._cover(_entering(window))
 
