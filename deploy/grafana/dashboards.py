@@ -46,6 +46,16 @@ ON_TIME_BUCKET = f'le="{float(ON_TIME_WAIT_S)}"'  # prometheus_client writes bou
 # FastStream's included (whose own `app_name` label carries the same name).
 SELECTED_SERVICES = 'service=~"$service"'
 SELECTED_CATEGORIES = 'category=~"$category"'
+SELECTED_ZONES = 'zone=~"$zone"'
+# Guards report a few incidents a day: their times are taken over the hour before each point, where
+# 15 minutes would mostly hold none.
+INCIDENT_WINDOW = "1h"
+# The share of the car park taken at which the GoldenKeyLotNearlyFull alert fires
+# (deploy/prometheus/rules/goldenkey.yml).
+NEARLY_FULL = 0.95
+# An incident's owner is to be paged within 5 minutes of the report, or it is escalated (DESIGN §4,
+# parking); GoldenKeyIncidentOwnerNotNotified fires past it.
+NOTIFY_PROMISE_S = 300
 
 Build = Callable[[], dashboard.Dashboard]
 Panel = TypeVar("Panel", timeseries.Panel, stat.Panel)
@@ -101,6 +111,11 @@ def category_variable() -> dashboard.QueryVariable:
     return label_variable(
         "category", "Category", "The service categories to show, by ticket letter", "goldenkey_queue_waiting"
     )
+
+
+def zone_variable() -> dashboard.QueryVariable:
+    """`$zone`: one, several or all of the car park's zones, as the parking service has them."""
+    return label_variable("zone", "Zone", "The car park's zones to show", "goldenkey_parking_zone_capacity")
 
 
 def selector(metric: str, *matchers: str) -> str:
@@ -179,6 +194,20 @@ UP_OR_DOWN: list[model.ValueMapping] = [
         }
     )
 ]
+OCCUPANCY = [model.Threshold(None, "green"), model.Threshold(0.85, "orange"), model.Threshold(NEARLY_FULL, "red")]
+WAITING_FOR_SOMEONE = [
+    model.Threshold(None, "green"),
+    model.Threshold(1, "orange"),
+    model.Threshold(NOTIFY_PROMISE_S, "red"),
+]
+FULL_OR_NOT: list[model.ValueMapping] = [
+    model.ValueMap(
+        {
+            "0": model.ValueMappingResult(text="SPACES LEFT", color="green", index=0),
+            "1": model.ValueMappingResult(text="FULL", color="red", index=1),
+        }
+    )
+]
 
 
 def today(panel: stat.Panel) -> stat.Panel:
@@ -250,6 +279,12 @@ LOANS_OVERDUE = state("goldenkey_loans_overdue")
 STOCK = state("goldenkey_stock_level", "sku")
 STOCK_MINIMUM = state("goldenkey_stock_minimum", "sku")
 NEEDS_MATERIALS = 'goldenkey_tickets_completed_total{outcome="needs_materials"}'
+OCCUPIED = state("goldenkey_parking_occupied")
+CAPACITY = state("goldenkey_parking_capacity")
+LOT_FULL = state("goldenkey_parking_full")
+INCIDENTS_OPEN = state("goldenkey_incidents_open", "kind")
+UNNOTIFIED_OLDEST = state("goldenkey_incident_unnotified_oldest_seconds")
+PATROLS_MISSED = "goldenkey_patrols_missed_total"
 
 
 def services_up(title: str, description: str, *matchers: str, width: int) -> stat.Panel:
@@ -301,6 +336,31 @@ def consumables_below_minimum(description: str) -> stat.Panel:
     below = query(f"count({STOCK} < {STOCK_MINIMUM}) or vector(0)", "below minimum")
     return big_number(
         "Consumables below minimum", description, "short", below, thresholds=NONE_WANTED, width=4, height=5
+    )
+
+
+def lot_occupancy(description: str, *, width: int) -> stat.Panel:
+    occupancy = query(share(OCCUPIED, CAPACITY), "occupied")
+    return big_number(
+        "Car park occupancy", description, "percentunit", occupancy, thresholds=OCCUPANCY, width=width, height=5
+    )
+
+
+def open_incidents(description: str, *, width: int) -> stat.Panel:
+    open_now = query(f"sum({INCIDENTS_OPEN})", "open")
+    return big_number("Open incidents", description, "short", open_now, thresholds=NONE_EXPECTED, width=width, height=5)
+
+
+def incident_waiting(description: str, *, width: int) -> stat.Panel:
+    oldest = query(UNNOTIFIED_OLDEST, "waiting")
+    return big_number(
+        "Incident waiting for its owner",
+        description,
+        "s",
+        oldest,
+        thresholds=WAITING_FOR_SOMEONE,
+        width=width,
+        height=5,
     )
 
 
@@ -471,8 +531,9 @@ def hall_overview() -> dashboard.Dashboard:
             "goldenkey-hall",
             "Golden Key Hall — Hall overview",
             "The hall on one screen for the operations team: today's tickets and service level, the "
-            "queues and windows now, the Golden Key concierges' loans and assistance, and whether the "
-            "services are up. Figures marked 'today' count the business day so far (Asia/Shanghai).",
+            "queues and windows now, the Golden Key concierges' loans and assistance, the car park, "
+            "and whether the services are up. Figures marked 'today' count the business day so far "
+            "(Asia/Shanghai).",
         )
         .timezone(HALL_TIMEZONE)
         .time(TODAY, "now")
@@ -611,6 +672,43 @@ def hall_overview() -> dashboard.Dashboard:
             consumables_below_minimum(
                 "Consumables (band-aids, alcohol swabs, pens…) whose stock is below the level set for "
                 "restocking. The Concierge dashboard shows which."
+            )
+        )
+        .with_row(dashboard.Row("Car park"))
+        .with_panel(
+            lot_occupancy(
+                f"Share of the car park's spaces taken now. Red from {NEARLY_FULL:.0%}: citizens coming "
+                "by car may find no space. The Parking dashboard shows each zone.",
+                width=6,
+            )
+        )
+        .with_panel(
+            open_incidents(
+                "Problems guards reported on parked cars (flat tyre, lights left on, window open, blocking…) "
+                "not yet resolved. The owner is paged through their ticket.",
+                width=6,
+            )
+        )
+        .with_panel(
+            incident_waiting(
+                "How long the oldest open incident has waited with its owner not paged and nobody taking "
+                "it in hand; 0 when there is none. Red past 5 minutes: a guard or concierge must take it "
+                "over.",
+                width=6,
+            )
+        )
+        .with_panel(
+            today(
+                counted(
+                    "Patrol rounds missed today",
+                    "The guards' scheduled rounds of the car park that had not started 5 minutes after "
+                    "their time, since midnight.",
+                    PATROLS_MISSED,
+                    "missed",
+                    thresholds=NONE_EXPECTED,
+                    width=6,
+                    height=5,
+                )
             )
         )
         .with_row(dashboard.Row("Services"))
@@ -959,6 +1057,252 @@ def concierge() -> dashboard.Dashboard:
                 "Pieces handed out in the hour before each point, per consumable.",
                 "short",
                 query("sum by (sku) (increase(goldenkey_consumables_dispensed_total[1h]))", "{{sku}}"),
+            )
+        )
+    )
+
+
+@provisioned
+def parking() -> dashboard.Dashboard:
+    """The car park: occupancy per zone, cars coming and going, incidents on parked cars, patrols."""
+    zone_occupied = f"goldenkey_parking_zone_occupied{{{SELECTED_ZONES}}}"
+    zone_capacity = f"goldenkey_parking_zone_capacity{{{SELECTED_ZONES}}}"
+    arrivals = "goldenkey_vehicle_arrivals_total"
+    departures = "goldenkey_vehicle_departures_total"
+    unmatched = 'goldenkey_vehicle_departures_total{matched="false"}'
+    notify_buckets = "goldenkey_incident_notify_seconds_bucket"
+    resolve_buckets = "goldenkey_incident_resolve_seconds_bucket"
+    buckets = "Estimated from buckets (30 s, 1, 2, 3, 5, 10, 15, 30 minutes, 1 and 2 hours)"
+
+    return (
+        goldenkey_dashboard(
+            "goldenkey-parking",
+            "Golden Key Hall — Parking",
+            "The car park: how full it is, overall and per zone, the cars coming and going, the "
+            "problems guards report on parked cars and how fast their owners are reached, and the "
+            "guards' patrol rounds.",
+        )
+        .with_variable(zone_variable())
+        .with_row(dashboard.Row("Now"))
+        .with_panel(
+            lot_occupancy(
+                "Share of the car park's spaces taken now, all zones. Orange from 85%; red from "
+                f"{NEARLY_FULL:.0%}, where the GoldenKeyLotNearlyFull alert fires when it lasts 5 minutes.",
+                width=4,
+            )
+        )
+        .with_panel(
+            big_number(
+                "Free spaces",
+                "Spaces left in the whole car park (capacity minus cars in it). Red: none, the lot is "
+                "full. GET /occupancy on the parking service has the figures per zone.",
+                "short",
+                query(f"{CAPACITY} - {OCCUPIED}", "free"),
+                thresholds=AT_LEAST_ONE,
+                width=4,
+                height=5,
+            )
+        )
+        .with_panel(
+            big_number(
+                "Lot full",
+                "FULL while the parking service announces the lot full (lot.full), until a car leaves "
+                "and it announces lot.available.",
+                "short",
+                query(LOT_FULL, "lot"),
+                thresholds=NONE_WANTED,
+                mappings=FULL_OR_NOT,
+                width=4,
+                height=5,
+            )
+        )
+        .with_panel(
+            open_incidents(
+                "Problems reported on parked cars (flat tyre, lights on, window open, blocking, damage, "
+                "other) not yet resolved, all kinds together. The Incidents row splits them by kind.",
+                width=4,
+            )
+        )
+        .with_panel(
+            incident_waiting(
+                "Age of the oldest open incident nobody has taken in hand: its owner not paged and "
+                "nobody acknowledged it; 0 when there is none. Orange: one is waiting; red past 5 "
+                "minutes, when it is escalated and the GoldenKeyIncidentOwnerNotNotified alert fires.",
+                width=4,
+            )
+        )
+        .with_panel(
+            big_number(
+                "Rounds missed today",
+                "Today's scheduled patrol rounds that had not started 5 minutes after their time "
+                "(patrol.missed). The Patrols row shows every round by state.",
+                "short",
+                query(state('goldenkey_patrol_rounds{state="missed"}'), "missed"),
+                thresholds=NONE_EXPECTED,
+                width=4,
+                height=5,
+            )
+        )
+        .with_row(dashboard.Row("Occupancy"))
+        .with_panel(
+            big_number(
+                "Free spaces by zone",
+                "Spaces left now in each zone picked at the top (capacity minus cars in it). Red: that "
+                "zone is full, though others may have room.",
+                "short",
+                query(
+                    f"{state(zone_capacity, 'zone')} - {state(zone_occupied, 'zone')}",
+                    "{{zone}}",
+                ),
+                thresholds=AT_LEAST_ONE,
+                width=24,
+                height=4,
+            )
+        )
+        .with_panel(
+            graph(
+                "Cars in the lot",
+                "Cars in the whole car park against its spaces. Where the lines meet the lot is full "
+                "and lot.full is announced.",
+                "short",
+                query(OCCUPIED, "cars"),
+                query(CAPACITY, "spaces"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Occupancy by zone",
+                "Share of each zone's spaces taken (the zones picked at the top). A zone full while others "
+                "have room: guide drivers to those.",
+                "percentunit",
+                query(share(state(zone_occupied, "zone"), state(zone_capacity, "zone")), "{{zone}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Lot full",
+                "1 while the lot is announced full (lot.full), 0 once a space is free again (lot.available).",
+                "short",
+                query(LOT_FULL, "full"),
+            )
+        )
+        .with_row(dashboard.Row("Cars coming and going"))
+        .with_panel(
+            graph(
+                "Arrivals and departures per hour",
+                "Cars entering and leaving, per hour at the pace of the 15 minutes before each point, by "
+                "source: the entrance camera or a guard typing the plate by hand.",
+                "short",
+                query(f"3600 * sum by (source) ({rate(arrivals, HALL_WINDOW)})", "arrivals ({{source}})"),
+                query(f"3600 * sum by (source) ({rate(departures, HALL_WINDOW)})", "departures ({{source}})"),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Departures with no arrival",
+                "Cars that left in the hour before each point with no arrival recorded for them, by "
+                "source: recorded, not refused. Many from the camera mean it misreads plates at the "
+                "entrance; the occupancy undercounts by as many.",
+                "short",
+                query(f"sum by (source) (increase({unmatched}[1h]))", "{{source}}"),
+                width=12,
+            )
+        )
+        .with_row(dashboard.Row("Incidents"))
+        .with_panel(
+            graph(
+                "Open incidents by kind",
+                "Incidents on parked cars not yet resolved, per kind (reported, owner notified or acknowledged).",
+                "short",
+                query(INCIDENTS_OPEN, "{{kind}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Incidents reported per hour",
+                "Problems guards reported in the hour before each point, per kind. A flat tyre also "
+                "raises a vehicle_help request for the Golden Key concierges.",
+                "short",
+                query("sum by (kind) (increase(goldenkey_incidents_reported_total[1h]))", "{{kind}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Incident waiting for its owner",
+                "Age of the oldest open incident whose owner has not been paged and that nobody "
+                "acknowledged; 0 when there is none. A line climbing past 5 minutes is an incident "
+                "nobody has in hand: usually its plate matches no ticket of the day, so the queue could "
+                "not page the owner. The GoldenKeyIncidentOwnerNotNotified alert fires then.",
+                "s",
+                query(UNNOTIFIED_OLDEST, "oldest"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Time to notify the owner p50 / p90",
+                "From a guard's report to the owner's page, over the owners paged in the hour before "
+                "each point: half are faster than p50, 9 in 10 faster than p90. The promise is 5 "
+                f"minutes; an owner not paged by then is escalated. {buckets}.",
+                "s",
+                query(quantile(0.5, notify_buckets, "", INCIDENT_WINDOW), "p50"),
+                query(quantile(0.9, notify_buckets, "", INCIDENT_WINDOW), "p90"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Time to resolve p50 / p90",
+                "From a guard's report to the incident's resolution, over the incidents resolved in the "
+                f"hour before each point: half are faster than p50, 9 in 10 faster than p90. {buckets}: "
+                "a line at 2 hours means 2 hours or more.",
+                "s",
+                query(quantile(0.5, resolve_buckets, "", INCIDENT_WINDOW), "p50"),
+                query(quantile(0.9, resolve_buckets, "", INCIDENT_WINDOW), "p90"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Escalations per hour",
+                "Incidents whose owner was not notified within 5 minutes (incident.escalated), in the "
+                "hour before each point, per kind.",
+                "short",
+                query("sum by (kind) (increase(goldenkey_incidents_escalated_total[1h]))", "{{kind}}"),
+            )
+        )
+        .with_row(dashboard.Row("Patrols"))
+        .with_panel(
+            big_number(
+                "Rounds today by state",
+                "Today's scheduled patrol rounds: planned (not yet due), in progress, completed, "
+                "incomplete (finished with checkpoints not scanned) and missed (not started 5 minutes "
+                "after their time).",
+                "short",
+                query(state("goldenkey_patrol_rounds", "state"), "{{state}}"),
+                thresholds=NEUTRAL,
+                width=24,
+                height=4,
+            )
+        )
+        .with_panel(
+            graph(
+                "Rounds by state",
+                "Today's scheduled rounds by state over time: rounds move from planned to in progress "
+                "to completed or incomplete, or to missed.",
+                "short",
+                query(state("goldenkey_patrol_rounds", "state"), "{{state}}"),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Rounds finished and missed per hour",
+                "Rounds finished with every checkpoint scanned, finished with some missing, and missed, "
+                "in the hour before each point. The GoldenKeyPatrolMissed alert fires on a missed round.",
+                "short",
+                query('sum(increase(goldenkey_patrols_completed_total{complete="true"}[1h]))', "complete"),
+                query('sum(increase(goldenkey_patrols_completed_total{complete="false"}[1h]))', "incomplete"),
+                query(f"sum(increase({PATROLS_MISSED}[1h]))", "missed"),
+                width=12,
             )
         )
     )

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from goldenkey.concierge import app as concierge
 from goldenkey.kit.auth import ROLES
+from goldenkey.parking import app as parking
 from goldenkey.queue import app as queue
 from tests.integration.openapi_fuzz import fuzz_openapi
 from tests.support import RunningApp, unique
@@ -45,6 +46,13 @@ SERVICES = [
         concierge.build_app,
         {"POST /loans", "POST /dispensations", "POST /assistance", "PUT /inventory/{sku}"},
         [("POST /assistance", 201), ("GET /inventory", 200)],
+    ),
+    Service(
+        "parking",
+        parking.Settings,
+        parking.build_app,
+        {"POST /vehicles/arrivals", "POST /incidents", "POST /patrols", "PUT /lot", "PUT /patrols/schedule"},
+        [("GET /occupancy", 200), ("POST /headcounts", 200)],
     ),
 ]
 

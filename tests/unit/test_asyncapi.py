@@ -260,8 +260,8 @@ def test_the_envelope_says_how_to_compare_sequence() -> None:
 
 
 def test_a_service_without_a_consumer_has_no_dead_letter_channel() -> None:
-    document = document_of("parking")
-    assert "dlq.parking" not in document["channels"]
+    document = document_of("feedback")
+    assert "dlq.feedback" not in document["channels"]
     assert all(o["action"] == "send" for o in document["operations"].values())
 
 

@@ -40,8 +40,12 @@ KIT_METRICS = {
 PROMETHEUS_METRICS = {"up"}  # written by Prometheus itself for every scrape target
 # A service's own metrics: the class in goldenkey.<service>.metrics that registers them beside the
 # kit's, and the dashboard that shows them.
-SERVICE_METRICS = {"queue": "QueueMetrics", "concierge": "ConciergeMetrics"}
-SERVICE_DASHBOARDS = {"queue": "goldenkey-queue.json", "concierge": "goldenkey-concierge.json"}
+SERVICE_METRICS = {"queue": "QueueMetrics", "concierge": "ConciergeMetrics", "parking": "ParkingMetrics"}
+SERVICE_DASHBOARDS = {
+    "queue": "goldenkey-queue.json",
+    "concierge": "goldenkey-concierge.json",
+    "parking": "goldenkey-parking.json",
+}
 UNITS = {"reqps", "eps", "s", "percentunit", "short"}
 
 SERIES_SUFFIXES = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
@@ -52,6 +56,7 @@ GRAFANA_VARIABLES = {
     "$__interval": "1m",
     "$service": "queue",
     "$category": "A",
+    "$zone": "A",
 }
 
 
@@ -341,6 +346,11 @@ def test_the_hall_overview_shows_the_operations_teams_figures() -> None:
         "goldenkey_loans_overdue",
         "goldenkey_assistance_open",
         "goldenkey_dlq_messages_total",
+        "goldenkey_parking_occupied",
+        "goldenkey_parking_capacity",
+        "goldenkey_incidents_open",
+        "goldenkey_incident_unnotified_oldest_seconds",
+        "goldenkey_patrols_missed_total",
         "up",
     }
 
@@ -366,3 +376,29 @@ def test_the_service_level_reads_a_bucket_the_wait_histogram_has() -> None:
         if sample.name == "goldenkey_wait_seconds_bucket"
     }
     assert generator.ON_TIME_BUCKET in bounds, sorted(bounds)
+
+
+def test_the_parking_dashboard_picks_zones_by_variable_not_by_name() -> None:
+    """The lot's zones are data (the shipped lot has A, B, ACC, EV): no query names one."""
+    board = load(DASHBOARDS / "goldenkey-parking.json")
+    assert board["title"] == "Golden Key Hall — Parking"
+    (zone,) = variables(board)
+    assert zone["name"] == "zone"
+    assert zone["multi"]
+    assert zone["includeAll"]
+    assert zone["query"] == "label_values(goldenkey_parking_zone_capacity, zone)"
+    for where, expr in expressions(board):
+        matched = re.findall(r'\bzone\s*(?:=~|!~|!=|=)\s*"([^"]*)"', expr)
+        assert all(value == "$zone" for value in matched), f"{where}: {expr}"
+    zone_queries = [
+        expr for where, expr in expressions(board) if "goldenkey_parking_zone_" in expr and where != "$zone"
+    ]
+    assert zone_queries
+    assert all('zone=~"$zone"' in expr for expr in zone_queries), zone_queries
+
+
+def test_the_dashboards_thresholds_are_the_alerts() -> None:
+    """The red of the occupancy and of the incident waiting for its owner is where the alerts fire."""
+    alerts = {rule["alert"]: rule["expr"] for rule in rules() if "alert" in rule}
+    assert f">= {generator.NEARLY_FULL}" in alerts["GoldenKeyLotNearlyFull"]
+    assert f"> {generator.NOTIFY_PROMISE_S}" in alerts["GoldenKeyIncidentOwnerNotNotified"]

@@ -46,6 +46,7 @@ from goldenkey.contracts.parking import (
     TyreAlert,
     VehicleArrived,
     VehicleDeparted,
+    VehiclePlateCorrected,
 )
 from goldenkey.contracts.queue import (
     CoverageGapClosed,
@@ -162,6 +163,7 @@ __all__ = [
     "UnknownEventType",
     "VehicleArrived",
     "VehicleDeparted",
+    "VehiclePlateCorrected",
     "WindowClosed",
     "WindowOpened",
     "WindowPaused",

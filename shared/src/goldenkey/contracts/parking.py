@@ -15,6 +15,7 @@ from goldenkey.contracts.registry import event
 from goldenkey.contracts.topics import PARKING_INCIDENTS, PARKING_VEHICLES
 from goldenkey.contracts.vocabulary import (
     Count,
+    EscalationReason,
     Id,
     IncidentKind,
     PlateHash,
@@ -38,6 +39,10 @@ class VehicleArrived(EventData):
     """A guard typed the plate because the camera misread it."""
     occupied: Count | None = None
     """Cars in the lot after this arrival."""
+    zone: Id | None = None
+    """The zone of the lot it was counted in (accessible, EV…)."""
+    ticket_id: Id | None = None
+    """The owner's ticket, when one issued today carries the same plate hash."""
 
 
 @event("vehicle.departed", topic=PARKING_VEHICLES, producer="parking", key="visit_id")
@@ -53,6 +58,24 @@ class VehicleDeparted(EventData):
     ticket_id: Id | None = None
     manual: bool = False
     occupied: Count | None = None
+    unseen: bool = False
+    """Nobody saw it leave: its visit was closed when its plate came in again, or when the lot found
+    it no longer counted the car (`departed_at` is when that was noticed)."""
+
+
+@event("vehicle.plate_corrected", topic=PARKING_VEHICLES, producer="parking", key="visit_id")
+class VehiclePlateCorrected(EventData):
+    """A guard corrected the plate the camera misread on a visit: its plate hash changes from here on."""
+
+    visit_id: Id
+    plate_hash: PlateHash
+    plate_masked: PlateMasked
+    previous_plate_hash: PlateHash
+    previous_plate_masked: PlateMasked
+    corrected_at: AwareDatetime
+    guard_id: Id | None = None
+    ticket_id: Id | None = None
+    """The ticket the visit is linked to under the corrected plate, if any."""
 
 
 @event("lot.full", topic=PARKING_VEHICLES, producer="parking", key="lot_id")
@@ -66,7 +89,7 @@ class LotFull(EventData):
 
 @event("lot.available", topic=PARKING_VEHICLES, producer="parking", key="lot_id")
 class LotAvailable(EventData):
-    """A full lot has a free space again."""
+    """A full lot has room again: its configured margin of free spaces, so the sign does not flap."""
 
     lot_id: Id
     capacity: int = Field(ge=1)
@@ -84,6 +107,11 @@ class PatrolCompleted(EventData):
     complete: bool
     checkpoints_scanned: list[Id] = Field(default_factory=list)
     missing_checkpoints: list[Id] = Field(default_factory=list)
+    round_id: Id | None = None
+    """The scheduled round it was; absent for a round a guard walked outside the schedule."""
+    scheduled_at: AwareDatetime | None = None
+    late: bool = False
+    """Started after its round had been reported missed."""
 
 
 @event("patrol.missed", topic=PARKING_VEHICLES, producer="parking", key="patrol_id")
@@ -93,6 +121,7 @@ class PatrolMissed(EventData):
     patrol_id: Id
     scheduled_at: AwareDatetime
     guard_id: Id | None = None
+    round_id: Id | None = None
 
 
 # --- parking.incidents -----------------------------------------------------------------------------
@@ -144,6 +173,9 @@ class IncidentAcknowledged(EventData):
     incident_id: Id
     ticket_id: Id | None = None
     guard_id: Id | None = None
+    by_ops: bool = False
+    """Ops took it over (after an escalation, typically), rather than a guard on the spot."""
+    note: Text | None = None
 
 
 @event("incident.resolved", topic=PARKING_INCIDENTS, producer="parking")
@@ -158,6 +190,7 @@ class IncidentResolved(EventData):
     """The concierge's `vehicle_help` request that resolved it, if any."""
     resolve_s: Seconds | None = None
     """From the report to the resolution."""
+    guard_id: Id | None = None
 
 
 @event("incident.escalated", topic=PARKING_INCIDENTS, producer="parking")
@@ -168,3 +201,6 @@ class IncidentEscalated(EventData):
     kind: IncidentKind
     waited_s: Seconds
     ticket_id: Id | None = None
+    reason: EscalationReason | None = None
+    """`no_ticket`: no ticket is linked to the car, so nobody could be paged; `not_paged`: a ticket is
+    linked, but the queue did not page it (the visit may have ended)."""

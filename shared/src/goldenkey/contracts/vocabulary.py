@@ -55,6 +55,9 @@ ReturnReminderReason = Literal["due_soon", "visit_ended"]
 # --- parking ---------------------------------------------------------------------------------------
 
 IncidentKind = Literal["flat_tyre", "lights_on", "window_open", "blocking", "damage", "other"]
+EscalationReason = Literal["no_ticket", "not_paged"]
+VehicleSource = Literal["camera", "guard"]
+"""Who saw a car come or go: the gate's camera, or a guard who typed the plate."""
 
 # --- feedback --------------------------------------------------------------------------------------
 
@@ -78,6 +81,7 @@ __all__ = [
     "ComplaintOrigin",
     "ComplaintStage",
     "Count",
+    "EscalationReason",
     "Id",
     "IncidentKind",
     "MessageKind",
@@ -97,4 +101,5 @@ __all__ = [
     "SubjectType",
     "Text",
     "TicketNumber",
+    "VehicleSource",
 ]

@@ -11,9 +11,18 @@ import hmac
 import re
 import unicodedata
 
-# Chinese plates: a province character, a letter, then 5 (ordinary) or 6 (new-energy) letters/digits.
-PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领"
-PLATE = re.compile(rf"^[{PROVINCES}][A-Z][A-HJ-NP-Z0-9]{{4,5}}[A-HJ-NP-Z0-9挂学警港澳]$")
+PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+"""The 31 provinces' characters, the first character of every ordinary civilian plate."""
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+"""The letters plates use: I and O are left out, so as not to be mistaken for 1 and 0."""
+_SERIAL = f"[{LETTERS}0-9]"
+ORDINARY = re.compile(rf"^[{PROVINCES}][{LETTERS}]{_SERIAL}{{4}}(?:{_SERIAL}|[挂学警港澳领试超])$")
+"""陕A12345, 陕A1234学: the province, the issuing city's letter, five letters or digits (the last
+may be the character of a trailer, a learner car, a police car…)."""
+NEW_ENERGY = re.compile(rf"^[{PROVINCES}][{LETTERS}](?:[ABCDEFGHJK]{_SERIAL}[0-9]{{4}}|[0-9]{{5}}[DF])$")
+"""陕AD12345 (a small car: A–E electric, F–K hybrid, then a letter or digit and four digits) or
+陕A12345D (a large one: five digits, then D or F)."""
+_SEPARATORS = re.compile(r"[\s·•・.\-_]")
 
 
 class InvalidPlate(ValueError):
@@ -21,12 +30,30 @@ class InvalidPlate(ValueError):
 
 
 def normalise_plate(text: str) -> str:
-    """'陕a·12345 ' → '陕A12345'. Full-width letters, separators and case are forgiven."""
-    folded = unicodedata.normalize("NFKC", text).upper()
-    plate = re.sub(r"[\s·•.\-_]", "", folded)
-    if not PLATE.match(plate):
-        raise InvalidPlate(f"{mask_plate(plate)!r} is not a Chinese licence plate like 陕A12345")
-    return plate
+    """'陕a·12345 ' → '陕A12345'. Full-width characters, separators and case are forgiven;
+    anything that cannot be a Chinese plate is refused, saying why."""
+    plate = _SEPARATORS.sub("", unicodedata.normalize("NFKC", text).upper())
+    if ORDINARY.match(plate) or NEW_ENERGY.match(plate):
+        return plate
+    raise InvalidPlate(f"{mask_plate(plate)!r} is not a Chinese licence plate: {_why_not_a_plate(plate)}")
+
+
+def _why_not_a_plate(plate: str) -> str:
+    example = "like 陕A12345, or 陕AD12345 for a new-energy car"
+    if not plate:
+        return f"it is empty; type one {example}"
+    if plate[0] not in PROVINCES:
+        return f"it must start with a province's character, {example}"
+    if "I" in plate or "O" in plate:
+        return "plates never use the letters I and O (did you mean 1 or 0?)"
+    if len(plate) not in (7, 8):
+        return f"it has {len(plate)} characters; a plate has 7 (陕A12345), or 8 for a new-energy car (陕AD12345)"
+    if len(plate) == 8:
+        return (
+            "a new-energy plate is the province, a letter, then one of A–K, a letter or digit and four digits "
+            "(陕AD12345), or five digits and D or F (陕A12345D)"
+        )
+    return f"after the province come a letter and five letters or digits, {example}"
 
 
 def keyed_hash(key: str, value: str, *, purpose: str) -> str:

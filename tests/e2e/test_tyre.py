@@ -1,0 +1,199 @@
+"""DESIGN §5.2 across the four services over real Kafka: the flat tyre found before its owner returns.
+
+A citizen takes a ticket with his plate and parks; a guard on his round sees a tyre going flat. The
+hall finds the owner through his ticket — the guard never learns who he is — the queue pages him at
+his window, and a Golden Key concierge goes out to help; the incident is resolved when she is done.
+A flat tyre on a car with no ticket cannot be paged: it is escalated to ops after 5 minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from goldenkey.concierge.app import Settings as ConciergeSettings
+from goldenkey.concierge.app import build_app as build_concierge
+from goldenkey.feedback.app import Settings as FeedbackSettings
+from goldenkey.feedback.app import build_app as build_feedback
+from goldenkey.kit import ManualClock
+from goldenkey.parking.app import Settings as ParkingSettings
+from goldenkey.parking.app import build_app as build_parking
+from goldenkey.queue.app import Settings as QueueSettings
+from goldenkey.queue.app import build_app as build_queue
+from tests.support import RunningApp, TopicReader, unique, wait_for
+
+pytestmark = pytest.mark.e2e
+OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in Xi'an
+KIOSK = {"Authorization": "Bearer dev-kiosk"}
+WINDOW = {"Authorization": "Bearer dev-window"}
+DESK = {"Authorization": "Bearer dev-concierge"}
+GUARD = {"Authorization": "Bearer dev-guard"}
+OPS = {"Authorization": "Bearer dev-ops"}
+
+
+@dataclass
+class Hall:
+    queue: httpx.AsyncClient
+    concierge: httpx.AsyncClient
+    parking: httpx.AsyncClient
+    apps: dict[str, Any]
+    clock: ManualClock
+
+    async def incident(self, incident_id: str) -> dict[str, Any]:
+        answer = await self.parking.get(f"/incidents/{incident_id}", headers=OPS)
+        assert answer.status_code == 200, answer.text
+        return answer.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def hall(infra: Any) -> AsyncIterator[Hall]:
+    clock = ManualClock(OPENING)
+    common = {
+        "kafka_bootstrap": infra.kafka_bootstrap,
+        "mongodb_url": infra.mongodb_url,
+        "dev_tokens": True,
+        "consumer_backoff_s": 0.05,
+    }
+    apps = {
+        "queue": build_queue(QueueSettings(mongodb_database=unique("queue_"), **common), clock=clock),
+        "concierge": build_concierge(
+            ConciergeSettings(mongodb_database=unique("concierge_"), watch_s=3600, **common), clock=clock
+        ),
+        "parking": build_parking(
+            ParkingSettings(mongodb_database=unique("parking_"), watch_s=3600, **common), clock=clock
+        ),
+        "feedback": build_feedback(FeedbackSettings(mongodb_database=unique("feedback_"), **common)),
+    }
+    async with (
+        RunningApp(apps["queue"]) as q,
+        RunningApp(apps["concierge"]) as c,
+        RunningApp(apps["parking"]) as p,
+        RunningApp(apps["feedback"]),
+        httpx.AsyncClient(base_url=q.url, timeout=30) as queue,
+        httpx.AsyncClient(base_url=c.url, timeout=30) as concierge,
+        httpx.AsyncClient(base_url=p.url, timeout=30) as parking,
+    ):
+        for name in ("queue", "concierge", "parking"):
+            kit = apps[name].state.kit
+            await wait_for(lambda kit=kit: kit.kafka_ready.is_set() and kit.consumer.subscriber, 60)
+        yield Hall(queue, concierge, parking, apps, clock)
+
+
+def of(reader: TopicReader, event_type: str, **data: Any) -> list[dict[str, Any]]:
+    return [
+        e for e in reader.events() if e["type"] == event_type and all(e["data"].get(k) == v for k, v in data.items())
+    ]
+
+
+async def test_a_flat_tyre_reaches_its_owner_at_his_window_and_a_concierge_helps(hall: Hall, infra: Any) -> None:
+    async with TopicReader(
+        infra.kafka_bootstrap, "queue.tickets", "parking.incidents", "concierge.assistance"
+    ) as reader:
+        issued = await hall.queue.post(
+            "/tickets", json={"item_code": "B001", "channel": "kiosk", "plate": "陕A·7F3K2"}, headers=KIOSK
+        )
+        assert issued.status_code == 201, issued.text
+        ticket_id = issued.json()["ticket_id"]
+        parked = await hall.parking.post("/vehicles/arrivals", json={"plate": "陕A7F3K2"}, headers=GUARD)
+        assert parked.status_code == 201, parked.text
+        visit_id = parked.json()["visit_id"]
+
+        async def linked() -> bool:
+            visit = await hall.parking.get(f"/visits/{visit_id}", headers=GUARD)
+            return bool(visit.json()["ticket_id"] == ticket_id)
+
+        await wait_for(linked, 60)  # whichever came first: the ticket's event or the car
+        await hall.queue.post("/windows/W09/open", json={"staff_id": "s-1"}, headers=WINDOW)
+        called = await hall.queue.post("/windows/W09/call", json={"ticket_id": ticket_id}, headers=WINDOW)
+        assert called.status_code == 200, called.text
+
+        hall.clock.advance(timedelta(minutes=20))  # his tax papers take a while; the guard's round comes by
+        reported = await hall.parking.post(
+            "/incidents",
+            json={"kind": "flat_tyre", "plate": "陕A7F3K2", "space": "A-12", "guard_id": "g-1"},
+            headers=GUARD,
+        )
+        assert reported.status_code == 201, reported.text
+        incident_id = reported.json()["incident_id"]
+        assert reported.json()["ticket_id"] == ticket_id, "the car's visit names its owner's ticket"
+
+        pages = await wait_for(lambda: of(reader, "ticket.paged", incident_id=incident_id), 60)
+        assert pages[0]["data"]["ticket_id"] == ticket_id
+        assert pages[0]["data"]["window_id"] == "W09", "paged at the window serving him"
+
+        async def notified() -> dict[str, Any] | None:
+            incident = await hall.incident(incident_id)
+            return incident if incident["status"] == "owner_notified" else None
+
+        assert (await wait_for(notified, 60))["window_id"] == "W09"
+
+        async def vehicle_help() -> dict[str, Any] | None:
+            answer = await hall.concierge.get("/assistance", params={"ticket_id": ticket_id}, headers=DESK)
+            found = [a for a in answer.json() if a["kind"] == "vehicle_help" and a["status"] == "assigned"]
+            return found[0] if found else None
+
+        help_request = await wait_for(vehicle_help, 60)
+        assert help_request["incident_id"] == incident_id
+        assert help_request["location"] == "car park A-12"
+        hall.clock.advance(timedelta(minutes=1))
+        accepted = await hall.concierge.post(f"/assistance/{help_request['assistance_id']}/accept", headers=DESK)
+        assert accepted.status_code == 200, accepted.text
+        hall.clock.advance(timedelta(minutes=14))
+        done = await hall.concierge.post(
+            f"/assistance/{help_request['assistance_id']}/complete", json={"note": "spare wheel fitted"}, headers=DESK
+        )
+        assert done.status_code == 200, done.text
+
+        resolved = await wait_for(lambda: of(reader, "incident.resolved", incident_id=incident_id), 60)
+        notified_events = of(reader, "owner.notified", incident_id=incident_id)
+
+    assert resolved[0]["data"]["assistance_id"] == help_request["assistance_id"]
+    assert resolved[0]["data"]["ticket_id"] == ticket_id
+    assert resolved[0]["data"]["resolve_s"] == 15 * 60
+    assert resolved[0]["correlationid"] == ticket_id, "the whole story belongs to his visit"
+    assert notified_events[0]["data"]["notify_s"] == 0, "paged as soon as the guard reported"
+    alert = of(reader, "tyre.alert", incident_id=incident_id)[0]
+    assert "陕A7F3K2" not in str(alert), "the plate travels as a hash and a masked form"
+    final = await hall.incident(incident_id)
+    assert (final["status"], final["plate"]) == ("resolved", None), "ops see no raw plate"
+    metrics = (await hall.parking.get("/metrics")).text
+    assert 'goldenkey_incident_notify_seconds_count{kind="flat_tyre"} 1.0' in metrics
+    assert 'goldenkey_incident_resolve_seconds_sum{kind="flat_tyre"} 900.0' in metrics
+    assert 'goldenkey_incidents_open{kind="flat_tyre"} 0.0' in metrics
+
+
+async def test_a_flat_tyre_on_a_car_with_no_ticket_is_escalated_after_five_minutes_and_pages_nobody(
+    hall: Hall, infra: Any
+) -> None:
+    queue_kit = hall.apps["queue"].state.kit
+    handled_before = queue_kit.consumer.handled_total
+    async with TopicReader(infra.kafka_bootstrap, "queue.tickets", "parking.incidents") as reader:
+        parked = await hall.parking.post("/vehicles/arrivals", json={"plate": "陕AD12345"}, headers=GUARD)
+        assert parked.status_code == 201, parked.text
+        reported = await hall.parking.post(
+            "/incidents", json={"kind": "flat_tyre", "plate": "陕AD12345", "guard_id": "g-2"}, headers=GUARD
+        )
+        assert reported.status_code == 201, reported.text
+        incident_id = reported.json()["incident_id"]
+        assert reported.json()["ticket_id"] is None
+        await wait_for(lambda: queue_kit.consumer.handled_total > handled_before, 60)  # the queue read the alert
+
+        hall.clock.advance(timedelta(minutes=4, seconds=59))
+        await hall.apps["parking"].state.parking.sweep()
+        assert (await hall.incident(incident_id))["status"] == "reported"
+        hall.clock.advance(timedelta(seconds=1))
+        await hall.apps["parking"].state.parking.sweep()
+        escalated = await wait_for(lambda: of(reader, "incident.escalated", incident_id=incident_id), 60)
+
+    assert escalated[0]["data"]["reason"] == "no_ticket"
+    assert escalated[0]["data"]["waited_s"] == 300
+    assert not of(reader, "ticket.paged", incident_id=incident_id), "no ticket, so nobody was paged"
+    assert (await hall.incident(incident_id))["status"] == "escalated"
+    metrics = (await hall.parking.get("/metrics")).text
+    assert 'goldenkey_incidents_escalated_total{kind="flat_tyre"} 1.0' in metrics
+    assert "goldenkey_incident_unnotified_oldest_seconds 300.0" in metrics
