@@ -119,3 +119,16 @@ class RunningApp:
         self.server.should_exit = True
         assert self._task is not None
         await asyncio.wait_for(self._task, 30)
+
+
+def on_the_test_stack(infra: Any, service: str, **more: Any) -> dict[str, Any]:
+    """Settings of a service under test: the test stack's Kafka and database server, a database of
+    its own, the dev tokens, and quick retries."""
+    return {
+        "kafka_bootstrap": infra.kafka_bootstrap,
+        "mongodb_url": infra.mongodb_url,
+        "mongodb_database": unique(f"{service}_"),
+        "dev_tokens": True,
+        "consumer_backoff_s": 0.05,
+        **more,
+    }

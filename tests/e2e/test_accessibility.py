@@ -19,7 +19,7 @@ from goldenkey.concierge.app import build_app as build_concierge
 from goldenkey.kit import ManualClock
 from goldenkey.queue.app import Settings as QueueSettings
 from goldenkey.queue.app import build_app as build_queue
-from tests.support import RunningApp, TopicReader, produce, unique, wait_for
+from tests.support import RunningApp, TopicReader, on_the_test_stack, produce, wait_for
 
 pytestmark = pytest.mark.e2e
 OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in Xi'an
@@ -43,14 +43,8 @@ class Hall:
 @pytest.fixture
 async def hall(infra: Any) -> AsyncIterator[Hall]:
     clock = ManualClock(OPENING)
-    common = {
-        "kafka_bootstrap": infra.kafka_bootstrap,
-        "mongodb_url": infra.mongodb_url,
-        "dev_tokens": True,
-        "consumer_backoff_s": 0.05,
-    }
-    queue = build_queue(QueueSettings(mongodb_database=unique("queue_"), **common), clock=clock)
-    concierge = build_concierge(ConciergeSettings(mongodb_database=unique("concierge_"), **common), clock=clock)
+    queue = build_queue(QueueSettings(**on_the_test_stack(infra, "queue")), clock=clock)
+    concierge = build_concierge(ConciergeSettings(**on_the_test_stack(infra, "concierge")), clock=clock)
     async with (
         RunningApp(queue) as q,
         RunningApp(concierge) as c,

@@ -25,7 +25,7 @@ from goldenkey.parking.app import Settings as ParkingSettings
 from goldenkey.parking.app import build_app as build_parking
 from goldenkey.queue.app import Settings as QueueSettings
 from goldenkey.queue.app import build_app as build_queue
-from tests.support import RunningApp, TopicReader, unique, wait_for
+from tests.support import RunningApp, TopicReader, on_the_test_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in Xi'an
@@ -53,21 +53,13 @@ class Hall:
 @pytest.fixture
 async def hall(infra: Any) -> AsyncIterator[Hall]:
     clock = ManualClock(OPENING)
-    common = {
-        "kafka_bootstrap": infra.kafka_bootstrap,
-        "mongodb_url": infra.mongodb_url,
-        "dev_tokens": True,
-        "consumer_backoff_s": 0.05,
-    }
     apps = {
-        "queue": build_queue(QueueSettings(mongodb_database=unique("queue_"), **common), clock=clock),
+        "queue": build_queue(QueueSettings(**on_the_test_stack(infra, "queue")), clock=clock),
         "concierge": build_concierge(
-            ConciergeSettings(mongodb_database=unique("concierge_"), watch_s=3600, **common), clock=clock
+            ConciergeSettings(**on_the_test_stack(infra, "concierge", watch_s=3600)), clock=clock
         ),
-        "parking": build_parking(
-            ParkingSettings(mongodb_database=unique("parking_"), watch_s=3600, **common), clock=clock
-        ),
-        "feedback": build_feedback(FeedbackSettings(mongodb_database=unique("feedback_"), **common)),
+        "parking": build_parking(ParkingSettings(**on_the_test_stack(infra, "parking", watch_s=3600)), clock=clock),
+        "feedback": build_feedback(FeedbackSettings(**on_the_test_stack(infra, "feedback"))),
     }
     async with (
         RunningApp(apps["queue"]) as q,

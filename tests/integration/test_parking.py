@@ -19,7 +19,7 @@ from goldenkey.kit import ManualClock
 from goldenkey.kit.pii import plate_hash
 from goldenkey.parking.app import Settings, build_app
 from goldenkey.parking.domain import NOTIFY_WITHIN, Entry
-from tests.support import RunningApp, TopicReader, produce, unique, wait_for
+from tests.support import RunningApp, TopicReader, on_the_test_stack, produce, unique, wait_for
 
 pytestmark = pytest.mark.integration
 OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in Xi'an
@@ -87,14 +87,13 @@ async def lot(infra: Any, tmp_path: Path) -> AsyncIterator[Lot]:
     plan = tmp_path / "lot.json"
     plan.write_text(json.dumps(lot_plan(lot_id)), encoding="utf-8")
     settings = Settings(
-        kafka_bootstrap=infra.kafka_bootstrap,
-        mongodb_url=infra.mongodb_url,
-        mongodb_database=unique("parking_"),
-        dev_tokens=True,
-        consumer_backoff_s=0.05,
-        mongodb_timeout_ms=2000,
-        watch_s=3600,  # the tests run the watchdog's sweep themselves, at the times they choose
-        lot_file=plan,
+        **on_the_test_stack(
+            infra,
+            "parking",
+            mongodb_timeout_ms=2000,
+            watch_s=3600,  # the tests run the watchdog's sweep themselves, at the times they choose
+            lot_file=plan,
+        )
     )
     app = build_app(settings, clock=clock)
     async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=60) as client:

@@ -564,7 +564,7 @@ def test_a_missed_round_is_recorded_missed_once() -> None:
         patrol_id="2026-11-25-R0900", scheduled_at=NINE, round_id="R0900"
     )
     assert patrol.pending_events[0].at == NINE + FIVE_MINUTES
-    assert (patrol.state, patrol.guard_id, patrol.started_at) == ("missed", None, None)
+    assert (patrol.state, patrol.guard_id, patrol.started_at, patrol.late) == ("missed", None, None, False)
     with pytest.raises(Conflict, match="is missed: checkpoints are scanned on a round in progress"):
         patrol.scan("GATE", NINE + timedelta(minutes=6))
 

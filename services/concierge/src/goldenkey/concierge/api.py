@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt
 
 from goldenkey.concierge.domain import (
     Assistance,
@@ -21,7 +21,7 @@ from goldenkey.concierge.domain import (
 from goldenkey.concierge.service import ConciergeService
 from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition, ReturnReminderReason
 from goldenkey.kit import NewId, Principal, error_responses, require
-from goldenkey.kit.inputs import PAGE, Limit, Line, Lines, Offset
+from goldenkey.kit.inputs import PAGE, Limit, Line, Lines, Offset, Strict, matching
 from goldenkey.kit.pii import mask_phone
 
 router = APIRouter()
@@ -36,10 +36,6 @@ Note = Annotated[Lines, Field(max_length=1000)]
 Short = Annotated[Line, Field(max_length=200)]
 STEP = error_responses(404, 409, 422)
 """What a step of a request's lifecycle can end in besides success."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Borrower(Strict):
@@ -107,11 +103,6 @@ def service(request: Request) -> ConciergeService:
 
 
 Desk = Annotated[ConciergeService, Depends(service)]
-
-
-def matching(**filters: str | None) -> dict[str, Any]:
-    """A query of the list filters a caller gave (those left out match anything)."""
-    return {name: value for name, value in filters.items() if value}
 
 
 class LoanView(BaseModel):

@@ -9,14 +9,14 @@ have no business here. Raw plates are shown to guards, who stand by the car; ops
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, Field, StrictInt
 
 from goldenkey.contracts.vocabulary import IncidentKind, VehicleSource
 from goldenkey.kit import Invalid, NewId, Principal, error_responses, require
-from goldenkey.kit.inputs import PAGE, Limit, Lines, Offset
+from goldenkey.kit.inputs import PAGE, Limit, Lines, Offset, Strict, matching
 from goldenkey.parking.domain import (
     Correction,
     Incident,
@@ -44,10 +44,6 @@ Space = Annotated[str, Field(min_length=3, max_length=26, pattern=r"^[A-Z0-9][A-
 Note = Annotated[Lines, Field(max_length=1000)]
 STEP = error_responses(404, 409, 422)
 """What a step of a round's or an incident's lifecycle can end in besides success."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Arrival(Strict):
@@ -106,11 +102,6 @@ def service(request: Request) -> ParkingService:
 
 
 Parking = Annotated[ParkingService, Depends(service)]
-
-
-def matching(**filters: str | None) -> dict[str, Any]:
-    """A query of the list filters a caller gave (those left out match anything)."""
-    return {name: value for name, value in filters.items() if value}
 
 
 def sees_plates(principal: Principal) -> bool:

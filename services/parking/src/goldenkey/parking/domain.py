@@ -577,7 +577,8 @@ class Patrol(Aggregate):
 
     @property
     def late(self) -> bool:
-        return self.missed_at is not None
+        """Walked after it had been reported missed."""
+        return self.missed_at is not None and self.started_at is not None
 
     def start_late(self, guard_id: str, at: datetime) -> None:
         """A guard walks a round that was reported missed: better late than never."""

@@ -120,35 +120,19 @@ class ParkingService:
         plate = self.plate(plate_text)
         now = self.clock.now()
         lot = await self.lot()
-        counted_in = lot.zone(zone)
-        decided: dict[str, Entry | int | None] = {}
+        entry = Entry(visit_id=visit_id, zone=lot.zone(zone), since=now, plate=plate.raw)
+        replaced: list[Entry | None] = []
 
         def enter(lot: Lot) -> None:
-            entry = Entry(visit_id=visit_id, zone=counted_in, since=now, plate=plate.raw)
-            decided["stale"] = lot.enter(plate.hash, entry, now)
-            decided["occupied"] = lot.occupied
+            replaced.append(lot.enter(plate.hash, entry, now))
 
-        await self.store.lots.update(lot.id, enter)
-        stale, occupied = decided["stale"], decided["occupied"]
-        assert isinstance(occupied, int)
-        if isinstance(stale, Entry):
+        occupied = (await self.store.lots.update(lot.id, enter)).occupied
+        stale = replaced[-1]
+        if stale is not None:
             await self._close_unseen(stale.visit_id, now, occupied)
-        visit = Visit.arrive(
-            visit_id=visit_id,
-            plate=plate.raw,
-            plate_hash=plate.hash,
-            plate_masked=plate.masked,
-            zone=counted_in,
-            source=source,
-            at=now,
-            occupied=occupied,
-            ticket_id=await self.store.ticket_of_plate(plate.hash, self.today()),
-        )
-        try:
-            await self.store.visits.add(visit)
-        except AlreadyExists:  # a retry, or the watchdog mended it meanwhile
-            return await self.store.visits.require(visit_id)
-        self.metrics.arrivals.labels(source).inc()
+        visit, new = await self._open_visit(entry, source, occupied)
+        if new:
+            self.metrics.arrivals.labels(source).inc()
         return visit
 
     async def depart(self, departure_id: str, plate_text: str, source: VehicleSource) -> tuple[Visit, bool]:
@@ -160,16 +144,14 @@ class ParkingService:
             return existing, False
         now = self.clock.now()
         lot = await self.lot()
-        decided: dict[str, Entry | int | None] = {}
+        left: list[Entry | None] = []
 
         def leave(lot: Lot) -> None:
-            decided["entry"] = lot.leave(plate.hash, now)
-            decided["occupied"] = lot.occupied
+            left.append(lot.leave(plate.hash, now))
 
-        await self.store.lots.update(lot.id, leave)
-        entry, occupied = decided["entry"], decided["occupied"]
-        assert isinstance(occupied, int)
-        if isinstance(entry, Entry):
+        occupied = (await self.store.lots.update(lot.id, leave)).occupied
+        entry = left[-1]
+        if entry is not None:
             visit = await self._visit_of(entry)
             visit = await self.store.visits.update(visit.id, lambda v: v.depart(now, source, occupied))
             self.metrics.departures.labels(source, "true").inc()
@@ -195,6 +177,12 @@ class ParkingService:
         found = await self.store.visits.get(entry.visit_id)
         if found is not None:
             return found
+        visit, _ = await self._open_visit(entry, "camera", (await self.lot()).occupied)
+        return visit
+
+    async def _open_visit(self, entry: Entry, source: VehicleSource, occupied: int) -> tuple[Visit, bool]:
+        """Write the visit of a car the lot counts, with `vehicle.arrived`, linked to the day's
+        ticket with its plate; whether it is new (a retry, or the watchdog, may have written it)."""
         plate = self.plate(entry.plate)
         visit = Visit.arrive(
             visit_id=entry.visit_id,
@@ -202,15 +190,15 @@ class ParkingService:
             plate_hash=plate.hash,
             plate_masked=plate.masked,
             zone=entry.zone,
-            source="camera",
+            source=source,
             at=entry.since,
-            occupied=(await self.lot()).occupied,
+            occupied=occupied,
             ticket_id=await self.store.ticket_of_plate(plate.hash, self.calendar.business_day(entry.since)),
         )
         try:
-            return await self.store.visits.add(visit)
+            return await self.store.visits.add(visit), True
         except AlreadyExists:
-            return await self.store.visits.require(entry.visit_id)
+            return await self.store.visits.require(entry.visit_id), False
 
     async def _close_unseen(self, visit_id: str, at: datetime, occupied: int) -> None:
         with contextlib.suppress(NotFound):  # never written: nothing to close
@@ -232,13 +220,13 @@ class ParkingService:
             return visit
         now = self.clock.now()
         if visit.status == "inside":
-            decided: dict[str, Entry | None] = {}
+            merged: list[Entry | None] = []
 
             def rekey(lot: Lot) -> None:
-                decided["duplicate"] = lot.rekey(visit.plate_hash, plate.hash, plate.raw, now)
+                merged.append(lot.rekey(visit.plate_hash, plate.hash, plate.raw, now))
 
             lot = await self.store.lots.update(self.store.lot_id, rekey)
-            duplicate = decided.get("duplicate")
+            duplicate = merged[-1]
             if duplicate is not None:  # the corrected plate was inside already: one car, seen twice
                 await self._close_unseen(duplicate.visit_id, now, lot.occupied)
         ticket = await self.store.ticket_of_plate(plate.hash, self.today())

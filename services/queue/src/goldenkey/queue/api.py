@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from goldenkey.contracts.vocabulary import Channel, Need, Outcome, PauseReason, Priority
 from goldenkey.kit import NewId, Principal, error_responses, require
 from goldenkey.kit.http import may_have_run_before
-from goldenkey.kit.inputs import Line
+from goldenkey.kit.inputs import Line, Strict
 from goldenkey.queue.domain import Ticket, TicketStatus, Window, WindowState
 from goldenkey.queue.service import QueueService
 
@@ -21,10 +21,6 @@ Code = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z][A-Z0-9
 StaffId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
 STEP = error_responses(404, 409)
 """What a step of a ticket's or a window's lifecycle can end in besides success."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class IssueTicket(Strict):
