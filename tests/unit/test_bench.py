@@ -17,4 +17,4 @@ def test_make_bench_runs_every_benchmark_and_not_what_they_share() -> None:
     names = {path.name for path in run.benchmarks()}
     assert "common.py" not in names
     assert "run.py" not in names
-    assert {"queue_tickets.py", "kit_pipeline.py", "assistance_latency.py"} <= names
+    assert {"queue_tickets.py", "kit_pipeline.py", "assistance_latency.py", "parking_gate.py"} <= names

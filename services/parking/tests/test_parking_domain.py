@@ -244,7 +244,7 @@ def test_a_car_seen_twice_that_a_head_count_counted_once_stays_counted_once_when
     lot.enter("h-misread", entry("v-1"), T0)
     lot.enter("h-right", entry("v-2"), T0)  # one car, read twice
     lot.head_count(1, "g-1", T0 + timedelta(minutes=5))
-    lot.rekey("h-misread", "h-right", "陕A12345", T0 + timedelta(minutes=6))
+    lot.rekey("v-1", "h-misread", "h-right", "陕A12345", T0 + timedelta(minutes=6))
     assert (lot.occupied, lot.adjustment) == (1, 0)
 
 
@@ -283,7 +283,7 @@ def test_a_corrected_plate_is_counted_under_it_and_a_car_seen_twice_is_merged() 
     lot = lot_of()
     lot.enter("h-misread", entry("v-1", plate="陕A12845"), T0)
     lot.enter("h-right", entry("v-2", plate="陕A12345"), T0)
-    duplicate = lot.rekey("h-misread", "h-right", "陕A12345", T0)
+    duplicate = lot.rekey("v-1", "h-misread", "h-right", "陕A12345", T0)
     assert duplicate is not None
     assert duplicate.visit_id == "v-2", "the other visit of the same car, to be closed"
     assert list(lot.inside) == ["h-right"]
@@ -294,11 +294,19 @@ def test_a_corrected_plate_is_counted_under_it_and_a_car_seen_twice_is_merged() 
 def test_a_corrected_plate_nobody_else_has_is_just_rekeyed() -> None:
     lot = lot_of()
     lot.enter("h-misread", entry("v-1", plate="陕A12845"), T0)
-    assert lot.rekey("h-misread", "h-right", "陕A12345", T0) is None
+    assert lot.rekey("v-1", "h-misread", "h-right", "陕A12345", T0) is None
     assert lot.inside["h-right"].plate == "陕A12345"
     assert lot.occupied == 1
-    assert lot.rekey("h-not-inside", "h-other", "陕A99999", T0) is None
+    assert lot.rekey("v-9", "h-not-inside", "h-other", "陕A99999", T0) is None
     assert set(lot.inside) == {"h-right"}
+
+
+def test_correcting_a_visit_whose_plate_another_visit_took_since_leaves_that_one_counted() -> None:
+    lot = lot_of()
+    lot.enter("h-1", entry("v-old"), T0)
+    lot.enter("h-1", entry("v-new"), T0 + timedelta(minutes=1))  # v-old was stale: replaced
+    assert lot.rekey("v-old", "h-1", "h-2", "陕A22222", T0 + timedelta(minutes=2)) is None
+    assert (set(lot.inside), lot.inside["h-1"].visit_id) == ({"h-1"}, "v-new")
 
 
 @pytest.mark.parametrize("space", ["A-1", "A-6", "B-017", "B-20", "B-0001"])

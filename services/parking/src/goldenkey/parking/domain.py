@@ -191,12 +191,14 @@ class Lot(Aggregate):
         self._announce(at)
         return entry
 
-    def rekey(self, old_hash: str, new_hash: str, plate: str, at: datetime) -> Entry | None:
+    def rekey(self, visit_id: str, old_hash: str, new_hash: str, plate: str, at: datetime) -> Entry | None:
         """A visit's plate was corrected: count it under its new plate. A car already inside under
-        that plate is the same car seen twice: its visit is dropped (and returned, to be closed)."""
-        entry = self.inside.pop(old_hash, None)
-        if entry is None:
+        that plate is the same car seen twice: its visit is dropped (and returned, to be closed).
+        Nothing changes when the old plate is not this visit's any more (replaced meanwhile)."""
+        entry = self.inside.get(old_hash)
+        if entry is None or entry.visit_id != visit_id:
             return None
+        del self.inside[old_hash]
         duplicate = self.inside.get(new_hash)
         if duplicate is not None and duplicate.visit_id != entry.visit_id:
             self._gone_unseen(duplicate)

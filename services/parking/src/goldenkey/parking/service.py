@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time as monotonic
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -106,6 +107,14 @@ class ParkingService:
             found = await self.store.lots.require(self.store.lot_id)
         return found
 
+    async def _update_lot(self, change: Callable[[Lot], None]) -> Lot:
+        """One versioned write of the lot (seeded first if the database was away at start)."""
+        try:
+            return await self.store.lots.update(self.store.lot_id, change)
+        except NotFound:
+            await self.store.seed()
+            return await self.store.lots.update(self.store.lot_id, change)
+
     def today(self) -> date:
         return self.calendar.business_day(self.clock.now())
 
@@ -119,15 +128,15 @@ class ParkingService:
             return existing
         plate = self.plate(plate_text)
         now = self.clock.now()
-        lot = await self.lot()
-        entry = Entry(visit_id=visit_id, zone=lot.zone(zone), since=now, plate=plate.raw)
+        entries: list[Entry] = []
         replaced: list[Entry | None] = []
 
         def enter(lot: Lot) -> None:
-            replaced.append(lot.enter(plate.hash, entry, now))
+            entries.append(Entry(visit_id=visit_id, zone=lot.zone(zone), since=now, plate=plate.raw))
+            replaced.append(lot.enter(plate.hash, entries[-1], now))
 
-        occupied = (await self.store.lots.update(lot.id, enter)).occupied
-        stale = replaced[-1]
+        occupied = (await self._update_lot(enter)).occupied
+        entry, stale = entries[-1], replaced[-1]
         if stale is not None:
             await self._close_unseen(stale.visit_id, now, occupied)
         visit, new = await self._open_visit(entry, source, occupied)
@@ -143,13 +152,12 @@ class ParkingService:
         if existing is not None:  # a retried departure that had no arrival
             return existing, False
         now = self.clock.now()
-        lot = await self.lot()
         left: list[Entry | None] = []
 
         def leave(lot: Lot) -> None:
             left.append(lot.leave(plate.hash, now))
 
-        occupied = (await self.store.lots.update(lot.id, leave)).occupied
+        occupied = (await self._update_lot(leave)).occupied
         entry = left[-1]
         if entry is not None:
             visit = await self._visit_of(entry)
@@ -201,9 +209,8 @@ class ParkingService:
             return await self.store.visits.require(entry.visit_id), False
 
     async def _close_unseen(self, visit_id: str, at: datetime, occupied: int) -> None:
-        with contextlib.suppress(NotFound):  # never written: nothing to close
-            if await self.store.visits.get(visit_id) is not None:
-                await self.store.visits.update(visit_id, lambda v: v.depart(at, None, occupied, unseen=True))
+        with contextlib.suppress(NotFound):  # never written (a crash): nothing to close
+            await self.store.visits.update(visit_id, lambda v: v.depart(at, None, occupied, unseen=True))
 
     async def visit(self, visit_id: str) -> Visit:
         found = await self.store.visits.get(visit_id) or await self.store.visits.find_archived(visit_id)
@@ -223,9 +230,9 @@ class ParkingService:
             merged: list[Entry | None] = []
 
             def rekey(lot: Lot) -> None:
-                merged.append(lot.rekey(visit.plate_hash, plate.hash, plate.raw, now))
+                merged.append(lot.rekey(visit_id, visit.plate_hash, plate.hash, plate.raw, now))
 
-            lot = await self.store.lots.update(self.store.lot_id, rekey)
+            lot = await self._update_lot(rekey)
             duplicate = merged[-1]
             if duplicate is not None:  # the corrected plate was inside already: one car, seen twice
                 await self._close_unseen(duplicate.visit_id, now, lot.occupied)
@@ -246,15 +253,15 @@ class ParkingService:
         """A guard counted the cars: the lot's count becomes theirs, with the visits that explain
         the difference."""
         now = self.clock.now()
-        holder: dict[str, HeadCount] = {}
+        counts: list[HeadCount] = []
 
         def count(lot: Lot) -> None:
-            holder["count"] = lot.head_count(counted, guard_id, now)
+            counts.append(lot.head_count(counted, guard_id, now))
 
-        lot = await self.store.lots.update((await self.lot()).id, count, write_unchanged=True)
+        lot = await self._update_lot(count)
         day_start, _ = self.calendar.day_bounds(self.today())
         return HeadCountResult(
-            count=holder["count"],
+            count=counts[-1],
             lot=lot,
             long_stays=[v for v in await self.store.inside() if explains_a_lower_count(v, now, day_start)],
             departures_without_arrival=await self.store.departures_without_arrival(day_start),
@@ -262,7 +269,7 @@ class ParkingService:
 
     async def replan(self, plan: LotPlan) -> Lot:
         now = self.clock.now()
-        return await self.store.lots.update((await self.lot()).id, lambda lot: lot.replan(plan, now))
+        return await self._update_lot(lambda lot: lot.replan(plan, now))
 
     # --- tickets -----------------------------------------------------------------------------------
 
