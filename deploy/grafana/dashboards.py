@@ -56,6 +56,15 @@ NEARLY_FULL = 0.95
 # An incident's owner is to be paged within 5 minutes of the report, or it is escalated (DESIGN §4,
 # parking); GoldenKeyIncidentOwnerNotNotified fires past it.
 NOTIFY_PROMISE_S = 300
+# The satisfaction levels of a rating (DESIGN §4, feedback), best first; 1 and 2 are a bad review
+# (差评), which opens a complaint case.
+SCORES = {5: "very satisfied", 4: "satisfied", 3: "basically satisfied", 2: "unsatisfied", 1: "very unsatisfied"}
+BAD_REVIEW_SCORES = (1, 2)
+BAD_REVIEWS = 'score=~"' + "|".join(str(score) for score in BAD_REVIEW_SCORES) + '"'
+# A category's satisfaction rate below this, over at least SATISFACTION_SAMPLE ratings of the last
+# 24 hours, is where the GoldenKeySatisfactionLow alert fires.
+SATISFACTION_TARGET = 0.9
+SATISFACTION_SAMPLE = 20
 
 Build = Callable[[], dashboard.Dashboard]
 Panel = TypeVar("Panel", timeseries.Panel, stat.Panel)
@@ -106,11 +115,12 @@ def service_variable() -> dashboard.QueryVariable:
     return label_variable("service", "Service", "The services to show", 'up{job="goldenkey"}')
 
 
-def category_variable() -> dashboard.QueryVariable:
-    """`$category`: one, several or all of the queue's service categories, by ticket letter."""
-    return label_variable(
-        "category", "Category", "The service categories to show, by ticket letter", "goldenkey_queue_waiting"
-    )
+def category_variable(
+    values_of: str = "goldenkey_queue_waiting", description: str = "The service categories to show, by ticket letter"
+) -> dashboard.QueryVariable:
+    """`$category`: one, several or all of the queue's service categories, by ticket letter, as the
+    series `values_of` has them."""
+    return label_variable("category", "Category", description, values_of)
 
 
 def zone_variable() -> dashboard.QueryVariable:
@@ -200,6 +210,7 @@ WAITING_FOR_SOMEONE = [
     model.Threshold(1, "orange"),
     model.Threshold(NOTIFY_PROMISE_S, "red"),
 ]
+SATISFIED = [model.Threshold(None, "red"), model.Threshold(SATISFACTION_TARGET, "green")]
 FULL_OR_NOT: list[model.ValueMapping] = [
     model.ValueMap(
         {
@@ -285,6 +296,19 @@ LOT_FULL = state("goldenkey_parking_full")
 INCIDENTS_OPEN = state("goldenkey_incidents_open", "kind")
 UNNOTIFIED_OLDEST = state("goldenkey_incident_unnotified_oldest_seconds")
 PATROLS_MISSED = "goldenkey_patrols_missed_total"
+SATISFACTION_RATE = "goldenkey_satisfaction_rate"
+SATISFACTION_RATINGS = "goldenkey_satisfaction_ratings"
+BAD_REVIEWS_GIVEN = f"goldenkey_ratings_total{{{BAD_REVIEWS}}}"
+COMPLAINTS_OPEN = state("goldenkey_complaints_open")
+COMPLAINTS_OVERDUE = state("goldenkey_complaints_overdue")
+
+
+def satisfaction(rate_series: str, ratings_series: str) -> str:
+    """The satisfaction rate of the categories in `rate_series` and `ratings_series` (the gauges'
+    series) together: each category's rate weighted by the ratings behind it, as the feedback
+    service has no overall figure."""
+    rated = state(ratings_series, "category")
+    return share(f"sum({state(rate_series, 'category')} * {rated})", f"sum({rated})")
 
 
 def services_up(title: str, description: str, *matchers: str, width: int) -> stat.Panel:
@@ -361,6 +385,26 @@ def incident_waiting(description: str, *, width: int) -> stat.Panel:
         thresholds=WAITING_FOR_SOMEONE,
         width=width,
         height=5,
+    )
+
+
+def satisfaction_now(description: str, rate_series: str, ratings_series: str, *, width: int) -> stat.Panel:
+    """`rate_series`, `ratings_series`: the gauges' series, of the categories picked or of all."""
+    satisfied = query(satisfaction(rate_series, ratings_series), "satisfied")
+    return big_number(
+        "Satisfaction, last 24 h", description, "percentunit", satisfied, thresholds=SATISFIED, width=width, height=5
+    )
+
+
+def complaints_open(description: str, *, width: int) -> stat.Panel:
+    open_now = query(COMPLAINTS_OPEN, "open")
+    return big_number("Open complaint cases", description, "short", open_now, thresholds=NEUTRAL, width=width, height=5)
+
+
+def complaints_overdue(description: str, *, width: int) -> stat.Panel:
+    overdue = query(COMPLAINTS_OVERDUE, "overdue")
+    return big_number(
+        "Complaint cases overdue", description, "short", overdue, thresholds=NONE_WANTED, width=width, height=5
     )
 
 
@@ -532,8 +576,8 @@ def hall_overview() -> dashboard.Dashboard:
             "Golden Key Hall — Hall overview",
             "The hall on one screen for the operations team: today's tickets and service level, the "
             "queues and windows now, the Golden Key concierges' loans and assistance, the car park, "
-            "and whether the services are up. Figures marked 'today' count the business day so far "
-            "(Asia/Shanghai).",
+            "citizens' satisfaction and complaint cases, and whether the services are up. Figures "
+            "marked 'today' count the business day so far (Asia/Shanghai).",
         )
         .timezone(HALL_TIMEZONE)
         .time(TODAY, "now")
@@ -709,6 +753,47 @@ def hall_overview() -> dashboard.Dashboard:
                     width=6,
                     height=5,
                 )
+            )
+        )
+        .with_row(dashboard.Row("Feedback"))
+        .with_panel(
+            satisfaction_now(
+                "Share of the last 24 hours' ratings, all service categories together, that were satisfied "
+                "or very satisfied (4 or 5 of 5). Ratings excluded by an upheld appeal do not count. Red "
+                f"under {SATISFACTION_TARGET:.0%}; over few ratings (early in the day) one bad review "
+                "weighs a lot. The Feedback dashboard splits it by category.",
+                SATISFACTION_RATE,
+                SATISFACTION_RATINGS,
+                width=6,
+            )
+        )
+        .with_panel(
+            today(
+                counted(
+                    "Bad reviews today",
+                    "Ratings of 1 or 2 of 5 (差评: unsatisfied, very unsatisfied) given since midnight. "
+                    "Each opens a complaint case owned by the unit that served the citizen.",
+                    BAD_REVIEWS_GIVEN,
+                    "bad reviews",
+                    thresholds=NONE_EXPECTED,
+                    width=6,
+                    height=5,
+                )
+            )
+        )
+        .with_panel(
+            complaints_open(
+                "Complaint cases not yet closed, from bad reviews and from the message book, whatever "
+                "stage they are at: verification, rectification or the follow-up call.",
+                width=6,
+            )
+        )
+        .with_panel(
+            complaints_overdue(
+                "Open complaint cases past the deadline of the stage they wait for (by default: verify "
+                "within 1 working day, rectify within 2 or 15, the follow-up call within 2). Red: GET "
+                "/complaints on the feedback service lists the cases; the unit owning each must act.",
+                width=6,
             )
         )
         .with_row(dashboard.Row("Services"))
@@ -1304,6 +1389,241 @@ def parking() -> dashboard.Dashboard:
                 query(f"sum(increase({PATROLS_MISSED}[1h]))", "missed"),
                 width=12,
             )
+        )
+    )
+
+
+@provisioned
+def feedback() -> dashboard.Dashboard:
+    """Citizens' feedback: ratings and satisfaction per category, complaint cases, the message book."""
+    rate_of = f"{SATISFACTION_RATE}{{{SELECTED_CATEGORIES}}}"
+    rated = f"{SATISFACTION_RATINGS}{{{SELECTED_CATEGORIES}}}"
+    ratings = "goldenkey_ratings_total"
+    invitations = "goldenkey_invitations_total"
+    messages = "goldenkey_messages_total"
+    opened = "goldenkey_complaints_opened_total"
+    stages_overdue = "goldenkey_complaint_stages_overdue_total"
+    levels = ", ".join(f"{score} {meaning}" for score, meaning in SCORES.items())
+    unfiltered = "The counter has no category, so this ignores the category filter."
+    rate_graph = graph(
+        "Satisfaction rate by category",
+        "Share of each category's ratings of the 24 hours before each point that were satisfied or very "
+        f"satisfied (4 or 5), against the {SATISFACTION_TARGET:.0%} target (dashed). The "
+        f"GoldenKeySatisfactionLow alert fires when a category stays under it over at least "
+        f"{SATISFACTION_SAMPLE} ratings for 30 minutes. No line: nothing of that category was rated.",
+        "percentunit",
+        query(state(rate_of, "category"), "{{category}}"),
+        width=12,
+    )
+
+    return (
+        goldenkey_dashboard(
+            "goldenkey-feedback",
+            "Golden Key Hall — Feedback",
+            "What citizens say: their ratings and the satisfaction rate per service category, the "
+            "services offered for rating and how many are rated, the complaint cases opened from bad "
+            "reviews and the message book and whether their stages keep their deadlines, and the message "
+            "book's praise, suggestions and complaints.",
+        )
+        .with_variable(
+            category_variable(
+                SATISFACTION_RATINGS, "The service categories to show, by ticket letter (those with ratings)"
+            )
+        )
+        .with_row(dashboard.Row("Now"))
+        .with_panel(
+            satisfaction_now(
+                "Share of the last 24 hours' ratings of the categories picked at the top that were "
+                "satisfied or very satisfied (4 or 5 of 5), each category weighed by its ratings. "
+                f"Ratings excluded by an upheld appeal do not count. Red under {SATISFACTION_TARGET:.0%}.",
+                rate_of,
+                rated,
+                width=4,
+            )
+        )
+        .with_panel(
+            big_number(
+                "Ratings, last 24 h",
+                "Ratings of the last 24 hours behind the satisfaction rate (categories picked, appeals "
+                f"upheld left out). Under {SATISFACTION_SAMPLE} in a category, its rate is not alerted on.",
+                "short",
+                query(f"sum({state(rated, 'category')})", "ratings"),
+                thresholds=NEUTRAL,
+                width=4,
+                height=5,
+            )
+        )
+        .with_panel(
+            counted(
+                "Bad reviews in the time range",
+                "Ratings of 1 or 2 of 5 (差评) given during the time range picked at the top, all "
+                f"categories. Each opens a complaint case. {unfiltered}",
+                BAD_REVIEWS_GIVEN,
+                "bad reviews",
+                thresholds=NONE_EXPECTED,
+                width=4,
+                height=5,
+            )
+        )
+        .with_panel(
+            complaints_open(
+                "Complaint cases not yet closed, at any stage: waiting to be verified, rectified, followed "
+                "up or closed. GET /complaints?status=opened (verified, rectified, followed_up) lists them.",
+                width=4,
+            )
+        )
+        .with_panel(
+            complaints_overdue(
+                "Open cases past the deadline of the stage they wait for. Red: the GoldenKeyComplaintOverdue "
+                "alert fires; GET /complaints lists the cases, the Complaint cases row shows which stages.",
+                width=4,
+            )
+        )
+        .with_panel(
+            big_number(
+                "Rating take-up in the time range",
+                "Ratings given per service offered for rating (a completed ticket, assistance request or "
+                "incident) during the time range picked at the top. Low: citizens are not asked, or the "
+                f"rating devices are not working. {unfiltered}",
+                "percentunit",
+                query(
+                    share(f"sum(increase({ratings}[$__range]))", f"sum(increase({invitations}[$__range]))"),
+                    "rated",
+                ),
+                thresholds=NEUTRAL,
+                width=4,
+                height=5,
+            )
+        )
+        .with_row(dashboard.Row("Ratings (all categories)"))
+        .with_panel(
+            graph(
+                "Ratings per hour by score",
+                f"Ratings given in the hour before each point, per score ({levels}; 非常满意 … 非常不满意). "
+                "Scores 1 and 2 are bad reviews.",
+                "short",
+                *(
+                    query(f'sum(increase({ratings}{{score="{score}"}}[1h]))', f"{score} {meaning}")
+                    for score, meaning in SCORES.items()
+                ),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Bad-review share",
+                "Share of the ratings given in the hour before each point that were bad reviews (1 or 2 "
+                "of 5). No line: nothing was rated. Every bad review opens a complaint case.",
+                "percentunit",
+                query(share(f"sum(increase({BAD_REVIEWS_GIVEN}[1h]))", f"sum(increase({ratings}[1h]))"), "bad reviews"),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Invitations and ratings per hour",
+                "Services offered for rating in the hour before each point, by what was served (a ticket "
+                "completed, an assistance request completed, an incident resolved), against the ratings "
+                "given. Counted from the service's counters, which can miss the first invitation of each "
+                "kind after a restart.",
+                "short",
+                query(f"sum by (subject_type) (increase({invitations}[1h]))", "invited ({{subject_type}})"),
+                query(f"sum(increase({ratings}[1h]))", "rated"),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Rating take-up",
+                "Ratings given per service offered for rating, in the hour before each point. A citizen "
+                "rates a little after being invited, so the share can pass 100% for a while; one that keeps "
+                "falling means citizens are no longer asked or the rating devices are down.",
+                "percentunit",
+                query(share(f"sum(increase({ratings}[1h]))", f"sum(increase({invitations}[1h]))"), "rated"),
+                width=12,
+            )
+        )
+        .with_row(dashboard.Row("Satisfaction by category"))
+        .with_panel(
+            big_number(
+                "Satisfaction by category, last 24 h",
+                "Each category's share of the last 24 hours' ratings that were satisfied or very satisfied "
+                f"(categories picked at the top). Red under {SATISFACTION_TARGET:.0%}. Over few ratings "
+                "(Ratings behind the rate, below) one review moves it a lot. GET "
+                "/satisfaction?group_by=window on the feedback service ranks the windows.",
+                "percentunit",
+                by_category(rate_of),
+                thresholds=SATISFIED,
+                width=24,
+                height=4,
+            )
+        )
+        .with_panel(
+            rate_graph.thresholds(dashboard.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(SATISFIED))
+            .thresholds_style(common.GraphThresholdsStyleConfig().mode(viz.GraphTresholdsStyleMode.DASHED))
+            .max(1)
+        )
+        .with_panel(
+            graph(
+                "Ratings behind the rate",
+                "Counted ratings of the 24 hours before each point, per category: the sample of its "
+                f"satisfaction rate. Under {SATISFACTION_SAMPLE}, a category's rate is not alerted on.",
+                "short",
+                by_category(rated),
+                width=12,
+            )
+        )
+        .with_row(dashboard.Row("Complaint cases"))
+        .with_panel(
+            graph(
+                "Cases open and overdue",
+                "Complaint cases not closed, and those of them past the deadline of the stage they wait "
+                "for. The GoldenKeyComplaintOverdue alert fires while any case is overdue.",
+                "short",
+                query(COMPLAINTS_OPEN, "open"),
+                query(COMPLAINTS_OVERDUE, "overdue"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Cases opened per hour by origin",
+                "Complaint cases opened in the hour before each point: from a bad review (bad_review) or "
+                "from a complaint written in the message book (message).",
+                "short",
+                query(f"sum by (origin) (increase({opened}[1h]))", "{{origin}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Stages overdue per hour",
+                "Complaint stages that missed their deadline in the hour before each point (complaint.overdue, "
+                "once per stage): verify, rectify or the follow-up call. Deadlines are in working days, "
+                "by default 1 to verify, 2 (simple) or 15 (complex) to rectify and 2 to follow up.",
+                "short",
+                query(f"sum by (stage) (increase({stages_overdue}[1h]))", "{{stage}}"),
+            )
+        )
+        .with_row(dashboard.Row("Message book"))
+        .with_panel(
+            graph(
+                "Message-book entries per hour by kind",
+                "Messages written in the hour before each point, by kind: praise, suggestion, complaint, "
+                "or none when the writer gave no kind. A complaint opens a case.",
+                "short",
+                query(f"sum by (kind) (increase({messages}[1h]))", "{{kind}}"),
+                width=16,
+            )
+        )
+        .with_panel(
+            big_number(
+                "Entries in the time range by kind",
+                "Messages written during the time range picked at the top, by kind, praise included. "
+                "Counted from the service's counters, which can miss the first of each kind after a restart.",
+                "short",
+                query(f"sum by (kind) (increase({messages}[$__range]))", "{{kind}}"),
+                thresholds=NEUTRAL,
+                width=8,
+            ).decimals(0)
         )
     )
 

@@ -9,77 +9,21 @@ A flat tyre on a car with no ticket cannot be paged: it is escalated to ops afte
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
-from goldenkey.concierge.app import Settings as ConciergeSettings
-from goldenkey.concierge.app import build_app as build_concierge
-from goldenkey.feedback.app import Settings as FeedbackSettings
-from goldenkey.feedback.app import build_app as build_feedback
-from goldenkey.kit import ManualClock
-from goldenkey.parking.app import Settings as ParkingSettings
-from goldenkey.parking.app import build_app as build_parking
-from goldenkey.queue.app import Settings as QueueSettings
-from goldenkey.queue.app import build_app as build_queue
-from tests.support import RunningApp, TopicReader, on_the_test_stack, wait_for
+from tests.e2e.hall import DESK, GUARD, KIOSK, WINDOW, Hall, of, running_hall
+from tests.support import TopicReader, wait_for
 
 pytestmark = pytest.mark.e2e
-OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in Xi'an
-KIOSK = {"Authorization": "Bearer dev-kiosk"}
-WINDOW = {"Authorization": "Bearer dev-window"}
-DESK = {"Authorization": "Bearer dev-concierge"}
-GUARD = {"Authorization": "Bearer dev-guard"}
-OPS = {"Authorization": "Bearer dev-ops"}
-
-
-@dataclass
-class Hall:
-    queue: httpx.AsyncClient
-    concierge: httpx.AsyncClient
-    parking: httpx.AsyncClient
-    apps: dict[str, Any]
-    clock: ManualClock
-
-    async def incident(self, incident_id: str) -> dict[str, Any]:
-        answer = await self.parking.get(f"/incidents/{incident_id}", headers=OPS)
-        assert answer.status_code == 200, answer.text
-        return answer.json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 async def hall(infra: Any) -> AsyncIterator[Hall]:
-    clock = ManualClock(OPENING)
-    apps = {
-        "queue": build_queue(QueueSettings(**on_the_test_stack(infra, "queue")), clock=clock),
-        "concierge": build_concierge(
-            ConciergeSettings(**on_the_test_stack(infra, "concierge", watch_s=3600)), clock=clock
-        ),
-        "parking": build_parking(ParkingSettings(**on_the_test_stack(infra, "parking", watch_s=3600)), clock=clock),
-        "feedback": build_feedback(FeedbackSettings(**on_the_test_stack(infra, "feedback"))),
-    }
-    async with (
-        RunningApp(apps["queue"]) as q,
-        RunningApp(apps["concierge"]) as c,
-        RunningApp(apps["parking"]) as p,
-        RunningApp(apps["feedback"]),
-        httpx.AsyncClient(base_url=q.url, timeout=30) as queue,
-        httpx.AsyncClient(base_url=c.url, timeout=30) as concierge,
-        httpx.AsyncClient(base_url=p.url, timeout=30) as parking,
-    ):
-        for name in ("queue", "concierge", "parking"):
-            kit = apps[name].state.kit
-            await wait_for(lambda kit=kit: kit.kafka_ready.is_set() and kit.consumer.subscriber, 60)
-        yield Hall(queue, concierge, parking, apps, clock)
-
-
-def of(reader: TopicReader, event_type: str, **data: Any) -> list[dict[str, Any]]:
-    return [
-        e for e in reader.events() if e["type"] == event_type and all(e["data"].get(k) == v for k, v in data.items())
-    ]
+    async with running_hall(infra) as running:
+        yield running
 
 
 async def test_a_flat_tyre_reaches_its_owner_at_his_window_and_a_concierge_helps(hall: Hall, infra: Any) -> None:

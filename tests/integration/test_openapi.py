@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from goldenkey.concierge import app as concierge
+from goldenkey.feedback import app as feedback
 from goldenkey.kit.auth import ROLES
 from goldenkey.parking import app as parking
 from goldenkey.queue import app as queue
@@ -53,6 +54,13 @@ SERVICES = [
         parking.build_app,
         {"POST /vehicles/arrivals", "POST /incidents", "POST /patrols", "PUT /lot", "PUT /patrols/schedule"},
         [("GET /occupancy", 200), ("POST /headcounts", 200)],
+    ),
+    Service(
+        "feedback",
+        feedback.Settings,
+        feedback.build_app,
+        {"POST /ratings", "POST /messages", "GET /satisfaction", "PUT /rules"},
+        [("POST /messages", 201), ("GET /satisfaction", 200)],
     ),
 ]
 

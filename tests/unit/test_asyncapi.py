@@ -25,6 +25,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
 from goldenkey.contracts import CONTENT_TYPE, EVENTS, envelope_for
+from goldenkey.kit import KitSettings, ServiceKit
 from tests.unit.test_contracts import example
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,8 +261,12 @@ def test_the_envelope_says_how_to_compare_sequence() -> None:
 
 
 def test_a_service_without_a_consumer_has_no_dead_letter_channel() -> None:
-    document = document_of("feedback")
-    assert "dlq.feedback" not in document["channels"]
+    kit = ServiceKit(KitSettings(service="widgets"))
+    kit.emits(EVENTS["ticket.issued"].model)
+    kit.app()
+    document: dict[str, Any] = json.loads(kit.asyncapi().to_json())
+    assert "dlq.widgets" not in document["channels"]
+    assert document["operations"]
     assert all(o["action"] == "send" for o in document["operations"].values())
 
 

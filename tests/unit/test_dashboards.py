@@ -40,11 +40,17 @@ KIT_METRICS = {
 PROMETHEUS_METRICS = {"up"}  # written by Prometheus itself for every scrape target
 # A service's own metrics: the class in goldenkey.<service>.metrics that registers them beside the
 # kit's, and the dashboard that shows them.
-SERVICE_METRICS = {"queue": "QueueMetrics", "concierge": "ConciergeMetrics", "parking": "ParkingMetrics"}
+SERVICE_METRICS = {
+    "queue": "QueueMetrics",
+    "concierge": "ConciergeMetrics",
+    "parking": "ParkingMetrics",
+    "feedback": "FeedbackMetrics",
+}
 SERVICE_DASHBOARDS = {
     "queue": "goldenkey-queue.json",
     "concierge": "goldenkey-concierge.json",
     "parking": "goldenkey-parking.json",
+    "feedback": "goldenkey-feedback.json",
 }
 UNITS = {"reqps", "eps", "s", "percentunit", "short"}
 
@@ -351,6 +357,11 @@ def test_the_hall_overview_shows_the_operations_teams_figures() -> None:
         "goldenkey_incidents_open",
         "goldenkey_incident_unnotified_oldest_seconds",
         "goldenkey_patrols_missed_total",
+        "goldenkey_satisfaction_rate",
+        "goldenkey_satisfaction_ratings",
+        "goldenkey_ratings_total",
+        "goldenkey_complaints_open",
+        "goldenkey_complaints_overdue",
         "up",
     }
 
@@ -397,8 +408,48 @@ def test_the_parking_dashboard_picks_zones_by_variable_not_by_name() -> None:
     assert all('zone=~"$zone"' in expr for expr in zone_queries), zone_queries
 
 
+def test_the_feedback_dashboard_picks_categories_by_variable_not_by_letter() -> None:
+    """The categories are the queue's data (A, B, C… as the admin sets them): no query names one."""
+    board = load(DASHBOARDS / "goldenkey-feedback.json")
+    assert board["title"] == "Golden Key Hall — Feedback"
+    (category,) = variables(board)
+    assert category["name"] == "category"
+    assert category["multi"]
+    assert category["includeAll"]
+    for where, expr in expressions(board):
+        matched = re.findall(r'\bcategory\s*(?:=~|!~|!=|=)\s*"([^"]*)"', expr)
+        assert all(value == "$category" for value in matched), f"{where}: {expr}"
+    category_queries = [
+        expr for where, expr in expressions(board) if "goldenkey_satisfaction_" in expr and where != "$category"
+    ]
+    assert category_queries
+    assert all('category=~"$category"' in expr for expr in category_queries), category_queries
+
+
+def test_the_feedback_dashboard_knows_the_scores_the_service_counts() -> None:
+    """Its legends name each score the ratings counter has; bad reviews are what the domain calls bad."""
+    if service_metrics("feedback") is None:
+        pytest.skip("goldenkey.feedback.metrics is not written yet")
+    from goldenkey.feedback.domain import is_bad_review
+    from goldenkey.feedback.metrics import FeedbackMetrics
+
+    metrics = Metrics("feedback")
+    FeedbackMetrics(metrics)
+    scores = {
+        sample.labels["score"]
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == "goldenkey_ratings_total"
+    }
+    assert scores == {str(score) for score in generator.SCORES}
+    assert set(generator.BAD_REVIEW_SCORES) == {score for score in generator.SCORES if is_bad_review(score)}
+
+
 def test_the_dashboards_thresholds_are_the_alerts() -> None:
-    """The red of the occupancy and of the incident waiting for its owner is where the alerts fire."""
+    """The red of the occupancy, of the incident waiting for its owner and of the satisfaction rate is
+    where the alerts fire."""
     alerts = {rule["alert"]: rule["expr"] for rule in rules() if "alert" in rule}
     assert f">= {generator.NEARLY_FULL}" in alerts["GoldenKeyLotNearlyFull"]
     assert f"> {generator.NOTIFY_PROMISE_S}" in alerts["GoldenKeyIncidentOwnerNotNotified"]
+    assert f"< {generator.SATISFACTION_TARGET}" in alerts["GoldenKeySatisfactionLow"]
+    assert f">= {generator.SATISFACTION_SAMPLE}" in alerts["GoldenKeySatisfactionLow"]

@@ -39,10 +39,15 @@ class RatingSubmitted(EventData):
     reasons: list[RatingReason] = Field(default_factory=list)
     bad_review: bool
     """Score 1 or 2: opens a complaint case."""
-    comment: Text | None = None
     window_id: Id | None = None
     category: Id | None = None
     staff_id: Id | None = None
+    """Whoever handled the visit: window staff, a concierge or a guard."""
+    unit: Id | None = None
+    """Who owns the visit's rating: the window (`W09`), the concierge desk or the car park."""
+    ticket_id: Id | None = None
+    """The visit the rated subject belongs to. The rating carries no free text: a comment could name
+    the rater, so it stays in the feedback service."""
 
 
 @event("rating.appealed", topic=FEEDBACK_RATINGS, producer="feedback", key="subject_id")
@@ -81,6 +86,8 @@ class MessagePosted(EventData):
     staff_id: Id | None = None
     has_contact: bool = False
     """The citizen left contact details (kept by the feedback service, never in events)."""
+    contact_masked: Text | None = None
+    """Their contact details masked (`139****5678`)."""
 
 
 @event("praise.received", topic=FEEDBACK_MESSAGES, producer="feedback")
@@ -109,7 +116,8 @@ class ComplaintOpened(EventData):
     subject_type: SubjectType | None = None
     subject_id: Id | None = None
     window_id: Id | None = None
-    """The unit that handled the visit and owns the case."""
+    unit: Id | None = None
+    """The unit that handled the visit and owns the case ("谁办理、谁负责")."""
     category: Id | None = None
     staff_id: Id | None = None
     score: Score | None = None
@@ -124,6 +132,7 @@ class ComplaintVerified(EventData):
     complaint_id: Id
     note: Text
     complexity: ComplaintComplexity
+    """`simple`: put right at once; `complex`: entered in the ledger, rectified by the deadline."""
     due_at: AwareDatetime
     """Deadline to rectify: 2 working days for a simple case, 15 for a complex one by default."""
 

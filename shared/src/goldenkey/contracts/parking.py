@@ -191,6 +191,7 @@ class IncidentResolved(EventData):
     resolve_s: Seconds | None = None
     """From the report to the resolution."""
     guard_id: Id | None = None
+    """The guard in charge: who resolved it, or who reported it when a concierge resolved it."""
 
 
 @event("incident.escalated", topic=PARKING_INCIDENTS, producer="parking")

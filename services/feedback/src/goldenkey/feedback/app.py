@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
 from goldenkey.contracts import EVENTS
-from goldenkey.kit import KitSettings, ServiceKit
+from goldenkey.feedback import api, handlers
+from goldenkey.feedback.domain import Complaint, Invitation, Message, Rating, Rules, RuleSet
+from goldenkey.feedback.metrics import FeedbackMetrics
+from goldenkey.feedback.service import FeedbackService
+from goldenkey.feedback.store import INDEXES, FeedbackStore
+from goldenkey.kit import Clock, KitSettings, ServiceKit
+from goldenkey.kit.logs import get_logger
+
+log = get_logger(__name__)
 
 
 class Settings(KitSettings):
@@ -14,9 +26,48 @@ class Settings(KitSettings):
 
     service: str = "feedback"
     http_port: int = 8004
+    watch_s: float = 60.0
+    """How often the watchdog looks for complaint stages past their deadline."""
+    rules_file: Path | None = None
+    """The hall's own complaint rules (JSON like the shipped data/rules.json); loaded when the
+    database has none."""
 
 
-def build_app(settings: Settings | None = None) -> FastAPI:
-    kit = ServiceKit(settings or Settings())
+def build_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or Settings()
+    kit = ServiceKit(settings, clock=clock)
+    rules = (
+        Rules.model_validate(json.loads(settings.rules_file.read_text(encoding="utf-8")))
+        if settings.rules_file
+        else None
+    )
+    store = FeedbackStore(
+        invitations=kit.repository("invitations", Invitation),
+        ratings=kit.repository("ratings", Rating, INDEXES),
+        complaints=kit.repository("complaints", Complaint),
+        messages=kit.repository("messages", Message),
+        rule_sets=kit.repository("rule_sets", RuleSet),
+        rules=rules,
+    )
+    metrics = FeedbackMetrics(kit.metrics)
+    feedback = FeedbackService(store, kit.clock, kit.calendar, metrics)
+    kit.metrics.refresh_with(lambda: metrics.refresh(feedback))
     kit.emits(*(spec.model for spec in EVENTS.values() if spec.producer == kit.service))
-    return kit.app()
+    handlers.register(kit, feedback)
+
+    async def watchdog() -> None:
+        while True:
+            try:
+                await feedback.sweep()
+            except Exception as error:  # the database may be away: try again next round
+                log.warning("feedback watchdog round failed", error=repr(error))
+            await asyncio.sleep(settings.watch_s)
+
+    kit.on_start(store.seed)
+    kit.background(watchdog)
+    app = kit.app(
+        [api.router],
+        description="Ratings (one per service, five levels), the message book, and complaint cases until closed.",
+    )
+    app.state.feedback = feedback
+    return app

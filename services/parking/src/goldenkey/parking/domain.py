@@ -823,7 +823,7 @@ class Incident(Aggregate):
                 kind=self.kind,
                 assistance_id=assistance_id,
                 resolve_s=(at - self.reported_at).total_seconds(),
-                guard_id=guard_id,
+                guard_id=guard_id or self.guard_id,
             ),
             at=at,
             causation=cause,

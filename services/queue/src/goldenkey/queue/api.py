@@ -226,8 +226,8 @@ async def recall(ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(r
 async def start(
     ticket_id: str, queue: Queue, _: Annotated[Principal, Depends(require("window"))], body: StartService | None = None
 ) -> dict[str, Any]:
-    staff = body.staff_id if body else None
-    return ticket_view(await queue.act(ticket_id, lambda t, at: t.start(at, staff)))
+    """Service begins, by the staff member named, or by whoever opened the window."""
+    return ticket_view(await queue.start_service(ticket_id, body.staff_id if body else None))
 
 
 @router.post("/tickets/{ticket_id}/complete", tags=["tickets"], response_model=TicketView, responses=STEP)

@@ -218,6 +218,15 @@ class QueueService:
 
     # --- windows -------------------------------------------------------------------------------
 
+    async def start_service(self, ticket_id: str, staff_id: str | None) -> Ticket:
+        """The citizen sits down at the window: served by `staff_id`, or by whoever opened the
+        window (so a rating of the visit knows whom it rates)."""
+        if staff_id is None:
+            ticket = await self.store.tickets.require(ticket_id)
+            window = await self.store.windows.get(ticket.window_id) if ticket.window_id else None
+            staff_id = window.staff_id if window is not None else None
+        return await self.act(ticket_id, lambda t, at: t.start(at, staff_id))
+
     async def window(self, window_id: str) -> Window:
         try:
             return await self.store.windows.require(window_id)
