@@ -43,6 +43,11 @@ class Hall:
         assert answer.status_code == 200, answer.text
         return answer.json()  # type: ignore[no-any-return]
 
+    async def assistance_of(self, ticket_id: str) -> list[dict[str, Any]]:
+        answer = await self.concierge.get("/assistance", params={"ticket_id": ticket_id}, headers=DESK)
+        assert answer.status_code == 200, answer.text
+        return answer.json()  # type: ignore[no-any-return]
+
     async def invitation(self, subject_id: str) -> dict[str, Any] | None:
         answer = await self.feedback.get(f"/invitations/{subject_id}", headers=KIOSK)
         return answer.json() if answer.status_code == 200 else None  # type: ignore[no-any-return]

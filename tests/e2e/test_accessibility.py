@@ -7,52 +7,20 @@ redelivered `ticket.issued` adds none; completing the ticket asks for the lent w
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
-from goldenkey.concierge.app import Settings as ConciergeSettings
-from goldenkey.concierge.app import build_app as build_concierge
-from goldenkey.kit import ManualClock
-from goldenkey.queue.app import Settings as QueueSettings
-from goldenkey.queue.app import build_app as build_queue
-from tests.support import RunningApp, TopicReader, on_the_test_stack, produce, wait_for
+from tests.e2e.hall import DESK, KIOSK, WINDOW, Hall, running_hall
+from tests.support import TopicReader, produce, wait_for
 
 pytestmark = pytest.mark.e2e
-OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in Xi'an
-KIOSK = {"Authorization": "Bearer dev-kiosk"}
-WINDOW = {"Authorization": "Bearer dev-window"}
-DESK = {"Authorization": "Bearer dev-concierge"}
-
-
-@dataclass
-class Hall:
-    queue: httpx.AsyncClient
-    concierge: httpx.AsyncClient
-    concierge_app: Any
-
-    async def assistance_of(self, ticket_id: str) -> list[dict[str, Any]]:
-        answer = await self.concierge.get("/assistance", params={"ticket_id": ticket_id}, headers=DESK)
-        assert answer.status_code == 200, answer.text
-        return answer.json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 async def hall(infra: Any) -> AsyncIterator[Hall]:
-    clock = ManualClock(OPENING)
-    queue = build_queue(QueueSettings(**on_the_test_stack(infra, "queue")), clock=clock)
-    concierge = build_concierge(ConciergeSettings(**on_the_test_stack(infra, "concierge")), clock=clock)
-    async with (
-        RunningApp(queue) as q,
-        RunningApp(concierge) as c,
-        httpx.AsyncClient(base_url=q.url, timeout=30) as queue_client,
-        httpx.AsyncClient(base_url=c.url, timeout=30) as concierge_client,
-    ):
-        await wait_for(lambda: concierge.state.kit.kafka_ready.is_set() and concierge.state.kit.consumer.subscriber, 60)
-        yield Hall(queue_client, concierge_client, concierge)
+    async with running_hall(infra) as running:
+        yield running
 
 
 async def test_needs_on_a_ticket_reach_the_concierge_once_and_the_visits_end_asks_for_the_loan_back(

@@ -111,6 +111,21 @@ class ServiceKit:
         """Run `loop` as a task for the app's lifetime (a watchdog, say); cancelled at shutdown."""
         self._background.append(loop)
 
+    def every(self, seconds: float, job: Callable[[], Awaitable[Any]], *, what: str) -> None:
+        """Run `job` at start and then every `seconds` for the app's lifetime (a watchdog). A round
+        that fails — the database away, say — is logged, and the next round tries again."""
+
+        async def rounds() -> None:
+            while True:
+                try:
+                    await job()
+                except Exception as error:
+                    log.warning("a round failed; the next one tries again", job=what, error=repr(error))
+                await asyncio.sleep(seconds)
+
+        rounds.__name__ = what.replace(" ", "-")
+        self.background(rounds)
+
     # --- the app ---------------------------------------------------------------------------
 
     def app(self, routers: Sequence[APIRouter] = (), *, description: str = "") -> FastAPI:

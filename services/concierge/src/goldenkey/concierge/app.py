@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
@@ -14,9 +12,6 @@ from goldenkey.concierge.service import ConciergeService
 from goldenkey.concierge.store import INDEXES, ConciergeStore
 from goldenkey.contracts import EVENTS
 from goldenkey.kit import Clock, KitSettings, ServiceKit
-from goldenkey.kit.logs import get_logger
-
-log = get_logger(__name__)
 
 
 class Settings(KitSettings):
@@ -47,16 +42,8 @@ def build_app(settings: Settings | None = None, clock: Clock | None = None) -> F
     async def started() -> None:
         await store.seed(kit.clock.now())
 
-    async def watchdog() -> None:
-        while True:
-            try:
-                await concierge.sweep()
-            except Exception as error:  # the database may be away: try again next round
-                log.warning("concierge watchdog round failed", error=repr(error))
-            await asyncio.sleep(settings.watch_s)
-
     kit.on_start(started)
-    kit.background(watchdog)
+    kit.every(settings.watch_s, concierge.sweep, what="concierge watchdog")
     app = kit.app([api.router], description="The Golden Key desk: the lending box, consumables, assistance.")
     app.state.concierge = concierge
     return app

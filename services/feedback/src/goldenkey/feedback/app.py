@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -16,9 +15,6 @@ from goldenkey.feedback.metrics import FeedbackMetrics
 from goldenkey.feedback.service import FeedbackService
 from goldenkey.feedback.store import INDEXES, FeedbackStore
 from goldenkey.kit import Clock, KitSettings, ServiceKit
-from goldenkey.kit.logs import get_logger
-
-log = get_logger(__name__)
 
 
 class Settings(KitSettings):
@@ -55,16 +51,8 @@ def build_app(settings: Settings | None = None, clock: Clock | None = None) -> F
     kit.emits(*(spec.model for spec in EVENTS.values() if spec.producer == kit.service))
     handlers.register(kit, feedback)
 
-    async def watchdog() -> None:
-        while True:
-            try:
-                await feedback.sweep()
-            except Exception as error:  # the database may be away: try again next round
-                log.warning("feedback watchdog round failed", error=repr(error))
-            await asyncio.sleep(settings.watch_s)
-
     kit.on_start(store.seed)
-    kit.background(watchdog)
+    kit.every(settings.watch_s, feedback.sweep, what="feedback watchdog")
     app = kit.app(
         [api.router],
         description="Ratings (one per service, five levels), the message book, and complaint cases until closed.",

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -616,32 +616,29 @@ def group_of(
     return day
 
 
+G = TypeVar("G", Rating, Complaint)
+
+
+def grouped(items: Iterable[G], group_by: GroupBy) -> defaultdict[str, list[G]]:
+    """Ratings or cases by the group each belongs to (those with nothing to group by left out)."""
+    groups: defaultdict[str, list[G]] = defaultdict(list)
+    for item in items:
+        key = group_of(
+            group_by,
+            window_id=item.window_id,
+            staff_id=item.staff_id,
+            category=item.category,
+            unit=item.unit,
+            day=item.day,
+        )
+        if key is not None:
+            groups[key].append(item)
+    return groups
+
+
 def figures(ratings: Iterable[Rating], cases: Iterable[Complaint], group_by: GroupBy) -> list[Figures]:
     """Each group's figures, ranked by satisfaction rate (see `ranks`)."""
-    by_group: dict[str, list[Rating]] = defaultdict(list)
-    for rating in ratings:
-        key = group_of(
-            group_by,
-            window_id=rating.window_id,
-            staff_id=rating.staff_id,
-            category=rating.category,
-            unit=rating.unit,
-            day=rating.day,
-        )
-        if key is not None:
-            by_group[key].append(rating)
-    cases_by_group: dict[str, list[Complaint]] = defaultdict(list)
-    for case in cases:
-        key = group_of(
-            group_by,
-            window_id=case.window_id,
-            staff_id=case.staff_id,
-            category=case.category,
-            unit=case.unit,
-            day=case.day,
-        )
-        if key is not None:
-            cases_by_group[key].append(case)
+    by_group, cases_by_group = grouped(ratings, group_by), grouped(cases, group_by)
     found = []
     for group in sorted(set(by_group) | set(cases_by_group)):
         counted = [r for r in by_group[group] if r.counted]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -11,14 +10,11 @@ from pydantic_settings import SettingsConfigDict
 
 from goldenkey.contracts import EVENTS
 from goldenkey.kit import Clock, KitSettings, ServiceKit
-from goldenkey.kit.logs import get_logger
 from goldenkey.parking import api, handlers
 from goldenkey.parking.domain import Incident, Lot, LotPlan, Patrol, PatrolSchedule, PlateTicket, Schedule, Visit
 from goldenkey.parking.metrics import ParkingMetrics
 from goldenkey.parking.service import ParkingService
 from goldenkey.parking.store import INDEXES, ParkingStore
-
-log = get_logger(__name__)
 
 
 class Settings(KitSettings):
@@ -53,16 +49,8 @@ def build_app(settings: Settings | None = None, clock: Clock | None = None) -> F
     kit.emits(*(spec.model for spec in EVENTS.values() if spec.producer == kit.service))
     handlers.register(kit, parking)
 
-    async def watchdog() -> None:
-        while True:
-            try:
-                await parking.sweep()
-            except Exception as error:  # the database may be away: try again next round
-                log.warning("parking watchdog round failed", error=repr(error))
-            await asyncio.sleep(settings.watch_s)
-
     kit.on_start(store.seed)
-    kit.background(watchdog)
+    kit.every(settings.watch_s, parking.sweep, what="parking watchdog")
     app = kit.app(
         [api.router], description="The car park: the lot and its gate, the guards' rounds, incidents on parked cars."
     )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
@@ -47,16 +44,9 @@ def build_app(settings: Settings | None = None, clock: Clock | None = None) -> F
         await seed(kit.db, store.windows)
         await queue.watch_coverage()  # the coverage from the windows, before the first pause is decided on it
 
-    async def watchdog() -> None:
-        while True:
-            with contextlib.suppress(Exception):
-                await queue.watch_coverage()
-            with contextlib.suppress(Exception):
-                await queue.close_earlier_days()
-            await asyncio.sleep(settings.coverage_check_s)
-
     kit.on_start(started)
-    kit.background(watchdog)
+    kit.every(settings.coverage_check_s, queue.watch_coverage, what="coverage watchdog")
+    kit.every(settings.coverage_check_s, queue.close_earlier_days, what="end-of-day watchdog")
     app = kit.app([api.router], description="Tickets, windows and the service catalog of the hall.")
     app.state.queue = queue
     return app
