@@ -5,24 +5,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 SERVICES := queue concierge parking feedback
 STAMP := $(VENV)/.installed
-PY_SOURCES := $(wildcard shared/src services tests bench deploy)
+PY_SOURCES := $(wildcard shared/src services demo tests bench deploy)
 # Kafka's command-line tools, as `make up` writes them (docs/devstack.md), and the broker they ask.
 KAFKA_BIN := .devstack/bin
 BOOTSTRAP ?= 127.0.0.1:9092
 KAFKA_TOOLS_READY = test -x $(KAFKA_BIN)/kafka-topics.sh || { echo "no Kafka tools yet: make up writes them to $(KAFKA_BIN)/" >&2; exit 1; }
 
-.PHONY: all help venv tools stack up down status topics lag tail lint format typecheck test test-unit test-integration test-e2e schemas dashboards bench clean
+.PHONY: all help venv tools stack up down demo status topics lag tail lint format typecheck test test-unit test-integration test-e2e schemas dashboards bench clean
 
 all: venv ## the same as make venv
 
 help: ## list the targets, one line each
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  make %-17s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-$(STAMP): constraints.txt requirements-dev.txt shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+$(STAMP): constraints.txt requirements-dev.txt shared/pyproject.toml demo/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -r requirements-dev.txt
 	$(BIN)/pip install -q -c constraints.txt --config-settings editable_mode=compat \
-		-e shared $(foreach s,$(SERVICES),-e services/$(s))
+		-e shared $(foreach s,$(SERVICES),-e services/$(s)) -e demo
 	touch $@
 
 venv: $(STAMP) ## create .venv with the pinned dependencies and every package, editable
@@ -37,6 +37,10 @@ stack: venv tools ## fetch Kafka's jars and build the mongo-java-server launcher
 
 up: stack ## run the product: Kafka, mongo-java-server (H2 file), Prometheus and the four services
 	$(BIN)/python deploy/native/devstack.py up --services
+
+demo: stack ## play a simulated hall day, live, and write its report (VISITORS= SPEED= SEED= DAY=)
+	$(BIN)/python -m goldenkey.demo $(if $(VISITORS),--visitors $(VISITORS)) $(if $(SPEED),--speed $(SPEED)) \
+		$(if $(SEED),--seed $(SEED)) $(if $(DAY),--day $(DAY))
 
 down: ## stop what make up started (the data stays in .devstack/)
 	@test -x $(BIN)/python && $(BIN)/python deploy/native/devstack.py down || python3 deploy/native/devstack.py down

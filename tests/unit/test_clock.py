@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from goldenkey.kit.clock import BusinessCalendar, BusinessHours, ManualClock
+from goldenkey.kit import KitSettings, ServiceKit
+from goldenkey.kit.clock import (
+    SHORTEST_NAP_S,
+    BusinessCalendar,
+    BusinessHours,
+    ManualClock,
+    SimulatedClock,
+    SystemClock,
+    clock_of,
+)
 
 WEEKDAYS = BusinessCalendar.of("Asia/Shanghai", "Mon-Fri 09:00-17:00")
 
@@ -75,3 +85,46 @@ def test_a_manual_clock_moves_only_when_told() -> None:
     assert clock.advance(timedelta(minutes=3)) == first + timedelta(minutes=3)
     with pytest.raises(ValueError, match="aware"):
         ManualClock(datetime(2026, 11, 25, 1))
+
+
+# --- the simulated clock every service shares ---------------------------------------------------------
+
+
+def test_two_services_given_one_anchor_read_the_same_simulated_time_however_far_apart_they_start() -> None:
+    day_starts = shanghai(2026, 11, 25, 9)
+    anchor = datetime.now(UTC) - timedelta(seconds=2)  # the day began two real seconds ago
+    first = SimulatedClock(day_starts, speed=60, anchor=anchor)
+    second = SimulatedClock(day_starts, speed=60, anchor=anchor)  # "started" later
+    a, b = first.now(), second.now()
+    assert abs((a - b).total_seconds()) < 1.0, "one minute of the hall per real second: within a second"
+    assert timedelta(seconds=100) < a - day_starts < timedelta(seconds=200), "about two minutes into the day"
+
+
+def test_the_simulated_clock_runs_at_its_speed() -> None:
+    clock = SimulatedClock(shanghai(2026, 11, 25, 9), speed=1000)
+    before, started = clock.now(), time.monotonic()
+    while time.monotonic() - started < 0.05:
+        pass
+    elapsed = time.monotonic() - started
+    assert (clock.now() - before).total_seconds() >= 1000 * elapsed * 0.99
+
+
+async def test_a_watchdogs_interval_passes_in_simulated_time_with_a_shortest_real_nap() -> None:
+    clock = SimulatedClock(shanghai(2026, 11, 25, 9), speed=100)
+    started = time.monotonic()
+    await clock.sleep(15)  # 15 simulated seconds: 0.15 s real, but never under the shortest nap
+    assert time.monotonic() - started >= SHORTEST_NAP_S * 0.95
+
+
+def test_the_settings_choose_the_clock() -> None:
+    assert isinstance(clock_of(None, 1.0, None), SystemClock)
+    start = shanghai(2026, 11, 25, 9)
+    clock = clock_of(start, 100.0, datetime.now(UTC))
+    assert isinstance(clock, SimulatedClock)
+    assert clock.now() >= start
+    settings = KitSettings(clock_start="2026-11-25T09:00:00+08:00", clock_speed=100, clock_anchor=datetime.now(UTC))
+    assert isinstance(ServiceKit(settings).clock, SimulatedClock)
+    with pytest.raises(ValueError, match="aware"):
+        SimulatedClock(datetime(2026, 11, 25, 9), speed=10)
+    with pytest.raises(ValueError, match="not positive"):
+        SimulatedClock(start, speed=0)

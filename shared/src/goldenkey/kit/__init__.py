@@ -3,7 +3,7 @@
 from goldenkey.kit.aggregate import Aggregate, AlreadyExists, ConcurrencyError, NotFound, Repository
 from goldenkey.kit.app import ServiceKit, serve
 from goldenkey.kit.auth import Principal, require
-from goldenkey.kit.clock import BusinessCalendar, BusinessHours, Clock, ManualClock, SystemClock
+from goldenkey.kit.clock import BusinessCalendar, BusinessHours, Clock, ManualClock, SimulatedClock, SystemClock
 from goldenkey.kit.errors import Conflict, DomainError, ErrorBody, Invalid, Missing, error_responses
 from goldenkey.kit.http import NewId, creation_id
 from goldenkey.kit.mongo import Index
@@ -29,6 +29,7 @@ __all__ = [
     "Principal",
     "Repository",
     "ServiceKit",
+    "SimulatedClock",
     "SystemClock",
     "creation_id",
     "error_responses",

@@ -23,7 +23,7 @@ from goldenkey.contracts import EVENTS, EventData, EventSpec, dlq_topic, spec_fo
 from goldenkey.kit.aggregate import A, AlreadyExists, ConcurrencyError, NotFound, Repository
 from goldenkey.kit.asyncapi import AsyncAPIDocument, describe_events
 from goldenkey.kit.auth import TokenRegistry
-from goldenkey.kit.clock import BusinessCalendar, Clock, SystemClock
+from goldenkey.kit.clock import BusinessCalendar, Clock, clock_of
 from goldenkey.kit.consumer import INBOX, EventConsumer
 from goldenkey.kit.docs import asyncapi_html, docs_router, mount_assets
 from goldenkey.kit.errors import BODY_TOO_LARGE, DomainError, error_responses
@@ -47,7 +47,7 @@ class ServiceKit:
         self.service = settings.service
         self.title = title or f"Golden Key Hall — {self.service}"
         self.version = version
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or clock_of(settings.clock_start, settings.clock_speed, settings.clock_anchor)
         self.calendar = BusinessCalendar.of(settings.timezone, settings.business_hours)
         self.client = connect(settings.mongodb_url.get_secret_value(), settings.mongodb_timeout_ms)
         self.db = self.client[settings.database]
@@ -121,7 +121,7 @@ class ServiceKit:
                     await job()
                 except Exception as error:
                     log.warning("a round failed; the next one tries again", job=what, error=repr(error))
-                await asyncio.sleep(seconds)
+                await self.clock.sleep(seconds)
 
         rounds.__name__ = what.replace(" ", "-")
         self.background(rounds)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time as monotonic
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
@@ -13,15 +15,50 @@ from pydantic_core import core_schema
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
+SHORTEST_NAP_S = 0.2
+"""The least real time a periodic job waits between rounds on a fast simulated clock."""
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current instant, timezone-aware (UTC)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock's time (a watchdog's interval)."""
         ...
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class SimulatedClock:
+    """The hall's day played faster than real time, on a clock every service shares: it reads
+    `start` at the real instant `anchor`, and runs `speed` simulated seconds per real second.
+    Services started a few seconds apart agree because they share the anchor, not their start."""
+
+    def __init__(self, start: datetime, speed: float, anchor: datetime | None = None) -> None:
+        if start.tzinfo is None or (anchor is not None and anchor.tzinfo is None):
+            raise ValueError("a simulated clock needs aware datetimes")
+        if speed <= 0:
+            raise ValueError(f"a simulated clock runs forward: speed {speed} is not positive")
+        self.start = start.astimezone(UTC)
+        self.speed = speed
+        self.anchor = (anchor or datetime.now(UTC)).astimezone(UTC)
+        # Real time is measured on the monotonic clock from the anchor, so a wall-clock step
+        # (NTP) does not make the hall's day jump.
+        self._anchored_at = monotonic.monotonic() - (datetime.now(UTC) - self.anchor).total_seconds()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(monotonic.monotonic() - self._anchored_at) * self.speed)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds / self.speed, min(seconds, SHORTEST_NAP_S)))
 
 
 class ManualClock:
@@ -35,12 +72,22 @@ class ManualClock:
     def now(self) -> datetime:
         return self._now
 
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)  # real time: a test moves this clock itself
+
     def advance(self, delta: timedelta) -> datetime:
         self._now += delta
         return self._now
 
     def set(self, instant: datetime) -> None:
         self._now = instant.astimezone(UTC)
+
+
+def clock_of(start: datetime | None, speed: float, anchor: datetime | None) -> Clock:
+    """The clock the settings ask for: wall-clock time, or a simulated day."""
+    if start is None:
+        return SystemClock()
+    return SimulatedClock(start, speed, anchor)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from goldenkey.kit.clock import BusinessHours
@@ -35,6 +35,13 @@ class KitSettings(BaseSettings):
     mongodb_timeout_ms: int = Field(default=3000, ge=100)
 
     timezone: str = "Asia/Shanghai"
+    clock_start: AwareDatetime | None = None
+    """The simulated instant the hall's day starts; unset, services run on wall-clock time."""
+    clock_speed: float = Field(default=1.0, gt=0, le=100_000)
+    """Simulated seconds per real second."""
+    clock_anchor: AwareDatetime | None = None
+    """The real instant at which the simulated clock reads `clock_start`. Services given the same
+    anchor share one clock however far apart they start; without one, each anchors at its start."""
     business_hours: Annotated[BusinessHours, NoDecode] = BusinessHours.parse("Mon-Fri 09:00-17:00")
 
     tokens_file: Path | None = None

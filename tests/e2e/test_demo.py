@@ -1,0 +1,55 @@
+"""`make demo`, short: a simulated hour of the hall through the four services' HTTP APIs, on their
+shared simulated clock, over a real native stack. Its books must balance and its report be written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_short_demo_day_balances_its_books_and_leaves_a_report(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "goldenkey.demo",
+            "--visitors",
+            "100",
+            "--hours",
+            "1",
+            "--speed",
+            "120",
+            "--seed",
+            "7",
+            "--day",
+            "2026-11-25",
+            "--quiet",
+            "--report",
+            str(report),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    day = json.loads((report / "day.json").read_text(encoding="utf-8"))
+    failed = [c for c in day["checks"] if not c["ok"]]
+    assert not failed, f"the books do not balance: {failed}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(day["visits"]) == 100
+    assert {v["outcome"] for v in day["visits"]} <= {"done", "needs_materials", "referred", "no_show"}
+    assert len(day["checks"]) >= 12
+    assert day["snapshots"], "the hall was looked at through the day"
+    html = (report / "report.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html
+    assert "http://" not in html, "the report opens offline"
+    assert "https://" not in html
+    assert len(list((report / "charts").glob("*.png"))) >= 9
