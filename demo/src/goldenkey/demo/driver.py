@@ -28,8 +28,9 @@ from goldenkey.kit.clock import SimulatedClock
 
 TOKENS = {role: {"Authorization": f"Bearer dev-{role}"} for role in ("kiosk", "window", "concierge", "guard", "ops")}
 SNAPSHOT_EVERY = timedelta(minutes=5)
-IDLE_POLL = timedelta(seconds=30)
-"""How long an idle window terminal waits before calling again (simulated)."""
+IDLE_POLL = timedelta(minutes=5)
+"""How long an idle window terminal waits at most before calling again (simulated), unless told
+that someone joined a line it serves."""
 
 
 @dataclass
@@ -60,7 +61,10 @@ class Hall:
         self.tally = Tally()
         self.rng = random.Random(plan.seed * 7919 + 1)
         # Idle connections are dropped before uvicorn's keep-alive (5 s) closes them under a request.
-        self.http = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64, keepalive_expiry=2))
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(60, pool=None),  # a busy hall queues its devices' requests; none is dropped
+            limits=httpx.Limits(max_connections=64, keepalive_expiry=2),
+        )
         self.visits: dict[str, Visit] = {}
         self.by_index: dict[int, Visit] = {}
         self.planned: dict[str, PlannedVisitor] = {}
@@ -74,6 +78,7 @@ class Hall:
         self.dispensed: Counter[str] = Counter()
         self.restocked: Counter[str] = Counter()
         self._errands: set[asyncio.Task[None]] = set()
+        self.woken: dict[str, asyncio.Event] = {}
         self.plan_scale = service_scale(plan, windows=58)
         self._last_snapshot = (real_time.monotonic(), 0)
 
@@ -157,9 +162,8 @@ class Hall:
             await actor
         except asyncio.CancelledError:
             raise
-        except Exception as error:
+        except Exception as error:  # counted, and shown in the books; the day goes on
             self.tally.failures.append(f"an actor stopped: {error!r}")
-            raise
 
     async def open_hall(self) -> None:
         for window in (await self.call("GET", "queue", "/windows", "ops")).json():
@@ -217,6 +221,7 @@ class Hall:
         )
         self.visits[visit.ticket_id] = visit
         self.by_index[visitor.index] = visit
+        self.someone_joined(visit.category)
         self.planned[visit.ticket_id] = visitor
         if visitor.borrows:
             body = {"sku": visitor.borrows, "ticket_id": visit.ticket_id}
@@ -236,9 +241,15 @@ class Hall:
         self._errands.add(task)
         task.add_done_callback(self._errands.discard)
 
-    async def errands_done(self) -> None:
-        while self._errands:
-            await asyncio.gather(*list(self._errands), return_exceptions=True)
+    async def errands_done(self, within: timedelta = timedelta(hours=2)) -> None:
+        """Wait for what is still going on (ratings, cars leaving, incidents), two simulated hours
+        at most; what is left then is cut off, and the books show it."""
+        give_up = self.clock.now() + within
+        while self._errands and self.clock.now() < give_up:
+            await asyncio.wait(list(self._errands), timeout=1.0)
+        for task in list(self._errands):
+            self.tally.failures.append("an errand was still going at the end of the evening")
+            task.cancel()
 
     # --- the windows -------------------------------------------------------------------------------
 
@@ -256,9 +267,22 @@ class Hall:
                     lunch = type(lunch)(lunch.window_id, self.clock.now() + timedelta(minutes=10), lunch.minutes)
             called = await self.call("POST", "queue", f"/windows/{window_id}/call-next", "window", expect=(200, 204))
             if called.status_code != 200:
-                await self.pause(IDLE_POLL)
+                await self.wait_for_someone(window_id)
                 continue
             await self.serve(window_id, called.json())
+
+    async def wait_for_someone(self, window_id: str) -> None:
+        """An idle window waits until a ticket joins a line it serves (the kiosk, a transfer or a
+        rejoin says so), or `IDLE_POLL` at most: polling 58 windows would swamp the hall."""
+        woken = self.woken.setdefault(window_id, asyncio.Event())
+        woken.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), IDLE_POLL.total_seconds() / self.clock.speed)
+
+    def someone_joined(self, category: str) -> None:
+        for window_id, serves in self.windows.items():
+            if category in serves and window_id in self.woken:
+                self.woken[window_id].set()
 
     async def serve(self, window_id: str, ticket: dict[str, Any]) -> None:
         ticket_id = ticket["ticket_id"]
@@ -289,6 +313,7 @@ class Hall:
             await self.call(
                 "POST", "queue", f"/tickets/{ticket_id}/transfer", "window", {"category": visitor.transfer_to}
             )
+            self.someone_joined(visitor.transfer_to)
             return
         done = await self.call(
             "POST", "queue", f"/tickets/{ticket_id}/complete", "window", {"outcome": visitor.outcome}
@@ -302,6 +327,9 @@ class Hall:
     async def _rejoin(self, ticket_id: str) -> None:
         await self.pause(timedelta(minutes=self.rng.uniform(2, 8)))
         await self.call("POST", "queue", f"/tickets/{ticket_id}/rejoin", "kiosk")
+        visit = self.visits.get(ticket_id)
+        if visit is not None:
+            self.someone_joined(visit.category)
 
     async def _after_visit(self, visit: Visit, visitor: PlannedVisitor) -> None:
         if visitor.rating is not None:
@@ -309,10 +337,8 @@ class Hall:
         await self._leave(visit, visitor)
 
     async def _rate(self, visit: Visit, visitor: PlannedVisitor) -> None:
-        for _ in range(60):  # the invitation follows ticket.completed over Kafka
-            answer = await self.http.get(
-                f"{self.services.feedback}/invitations/{visit.ticket_id}", headers=TOKENS["window"]
-            )
+        for _ in range(600):  # the invitation follows ticket.completed over Kafka
+            answer = await self.call("GET", "feedback", f"/invitations/{visit.ticket_id}", "window", expect=(200, 404))
             if answer.status_code == 200:
                 break
             await asyncio.sleep(0.1)
@@ -433,6 +459,14 @@ class Hall:
         concierge's; anything else the guard resolves once someone came."""
         while True:
             await self.pause(timedelta(minutes=1))
+            if self.closing.is_set():  # the evening guard deals with what is left
+                await self.call(
+                    "POST",
+                    "parking",
+                    f"/incidents/{record.incident_id}/resolve",
+                    "guard",
+                    {"resolution": "dealt with at closing", "guard_id": "G-3"},
+                )
             incident = (await self.call("GET", "parking", f"/incidents/{record.incident_id}", "guard")).json()
             record.notified_at = _at(incident.get("notified_at"))
             record.escalated_at = _at(incident.get("escalated_at"))
