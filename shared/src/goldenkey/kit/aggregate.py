@@ -6,7 +6,9 @@ land in one atomic single-document write (DESIGN §6, §7.1). The relay publishe
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -294,7 +296,7 @@ class Repository(Generic[A]):
         attempts: int,
         write_unchanged: bool,
     ) -> A:
-        for _ in range(attempts):
+        for attempt in range(attempts):
             aggregate = await self.require(aggregate_id)
             if cause is not None:
                 if aggregate.has_applied(cause.id):
@@ -309,6 +311,9 @@ class Repository(Generic[A]):
             try:
                 return await self.save(aggregate)
             except ConcurrencyError:
+                # Another instance saved first. A random pause, growing with each loss, keeps two
+                # instances' bursts on one hot document from starving one another's updates.
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
         raise ConcurrencyError(f"{self.model.__name__} {aggregate_id}: too much contention, gave up")
 

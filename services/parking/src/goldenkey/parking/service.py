@@ -46,6 +46,9 @@ from goldenkey.parking.store import ParkingStore
 MEND_AFTER = timedelta(minutes=1)
 """A lot entry without its visit document is mended only once it is this old (its arrival may
 still be writing it)."""
+LOT_ATTEMPTS = 200
+"""Every gate event of every instance writes the one lot document: a write that lost to another
+instance tries again this often before the request gives up with a 409."""
 ARCHIVE_EVERY_S = 600.0
 """How often (at most) a sweep moves what earlier days closed into the archive."""
 
@@ -110,10 +113,10 @@ class ParkingService:
     async def _update_lot(self, change: Callable[[Lot], None]) -> Lot:
         """One versioned write of the lot (seeded first if the database was away at start)."""
         try:
-            return await self.store.lots.update(self.store.lot_id, change)
+            return await self.store.lots.update(self.store.lot_id, change, attempts=LOT_ATTEMPTS)
         except NotFound:
             await self.store.seed()
-            return await self.store.lots.update(self.store.lot_id, change)
+            return await self.store.lots.update(self.store.lot_id, change, attempts=LOT_ATTEMPTS)
 
     def today(self) -> date:
         return self.calendar.business_day(self.clock.now())
