@@ -33,8 +33,6 @@ import argparse
 import asyncio
 import copy
 import json
-import os
-import platform
 import secrets
 import shutil
 import signal
@@ -43,7 +41,6 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +59,6 @@ from bench.common import (  # noqa: E402
     Row,
     ServiceProcess,
     TopicReader,
-    database_name,
     fmt,
     kafka_latencies,
     memory,
@@ -72,7 +68,7 @@ from bench.common import (  # noqa: E402
     start_stack,
 )
 from bench.probe import per_operation  # noqa: E402
-from bench.queue_tickets import CpuMeter, cut_note, in_parallel  # noqa: E402
+from bench.queue_tickets import CpuMeter, cut_note, in_parallel, print_run_footer  # noqa: E402
 from goldenkey.contracts.topics import PARKING_VEHICLES  # noqa: E402
 from goldenkey.kit.pii import LETTERS  # noqa: E402
 
@@ -548,24 +544,7 @@ async def measure(infra: Infra, n: int, levels: list[int], seconds: float, workd
     for level in results:
         print(f"             arrivals x{level.concurrency:<3}   {cpu_line(level.arrivals_cpu, level.arrivals.ok)}")
         print(f"             departures x{level.concurrency:<3} {cpu_line(level.departures_cpu, level.departures.ok)}")
-    took, code = stopped
-    exit_note = "killed after no exit" if took is None else f"exited in {took:.2f}s, status {code}"
-    print(f"sigterm:   {exit_note} (the kit allows shutdown_timeout_s, 8s by default)")
-    complaints = service.complaints()
-    if complaints:
-        print("service log: " + "; ".join(f"{count} × {what}" for what, count in complaints.most_common(6)))
-    else:
-        print("service log: no warnings or errors")
-    print(f"started:   ready {ready_in:.1f}s after launch")
-    print()
-    print(f"broker:    {infra.kafka}")
-    print(f"database:  {database_name(info, infra.native)}")
-    print(
-        f"client:    Python {platform.python_version()}, httpx {version('httpx')}, uvicorn {version('uvicorn')},"
-        f" fastapi {version('fastapi')}, pymongo {version('pymongo')}; {os.cpu_count()} cores,"
-        " the load generator on the same machine"
-    )
-    print(f"took:      {time.monotonic() - began:.0f}s, stack start-up aside")
+    print_run_footer(stopped, service, ready_in, infra, info, began)
 
 
 # --- running it ------------------------------------------------------------------------------

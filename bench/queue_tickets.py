@@ -516,6 +516,14 @@ async def measure(infra: Infra, n: int, concurrency: int, seconds: float, workdi
         print(f"cpu:       during {label} (/proc/<pid>/stat):")
         for line in meter.summary(done):
             print(f"             {line}")
+    print_run_footer(stopped, service, ready_in, infra, info, began)
+
+
+def print_run_footer(
+    stopped: tuple[float | None, int | None], service: Any, ready_in: float, infra: Any, info: Any, began: float
+) -> None:
+    """The lines every service benchmark ends with: how the service stopped, its log's warnings,
+    its start-up, and what it ran on."""
     took, code = stopped
     exit_note = "killed after no exit" if took is None else f"exited in {took:.2f}s, status {code}"
     print(f"sigterm:   {exit_note} (the kit allows shutdown_timeout_s, 8s by default)")

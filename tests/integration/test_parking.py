@@ -152,7 +152,6 @@ async def test_two_hundred_concurrent_arrivals_and_departures_leave_the_exact_co
         await wait_for(
             lambda: len(of(reader, "vehicle.departed")) >= 100 and of(reader, "lot.available", lot_id=lot.lot_id), 60
         )
-        await asyncio.sleep(0)
     full, available = of(reader, "lot.full", lot_id=lot.lot_id), of(reader, "lot.available", lot_id=lot.lot_id)
     assert len(full) == 1, "one lot.full for the one crossing up"
     assert full[0]["data"]["occupied"] == 50

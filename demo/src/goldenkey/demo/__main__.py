@@ -82,13 +82,13 @@ async def run(args: argparse.Namespace, day: date) -> int:
         services = Services(args.queue_url, args.concierge_url, args.parking_url, args.feedback_url)
         bootstrap = args.kafka
     else:
-        from deploy.native.devstack import Stack  # the repository's native dev stack
+        from deploy.native.devstack import Stack, free_port  # the repository's native dev stack
 
         root = Path(tempfile.mkdtemp(prefix="goldenkey-demo-"))
         stack = Stack.throwaway(root)
         console.print("[bold]Starting a throwaway stack[/] (Kafka, mongo-java-server) and the four services…")
         stack.up()
-        ports = {name: _free_port() for name in ("queue", "concierge", "parking", "feedback")}
+        ports = {name: free_port() for name in ("queue", "concierge", "parking", "feedback")}
         env = {
             "GOLDENKEY_CLOCK_START": start.isoformat(),
             "GOLDENKEY_CLOCK_SPEED": str(args.speed),
@@ -157,14 +157,6 @@ async def run(args: argparse.Namespace, day: date) -> int:
             stack.down()
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _ready(http: httpx.AsyncClient, services: Services) -> None:
