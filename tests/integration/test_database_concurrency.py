@@ -143,3 +143,36 @@ async def test_a_save_from_a_stale_load_is_refused_and_writes_nothing(
     with pytest.raises(ConcurrencyError):
         await here.save(mine)
     assert (await here.require("w1")).colour == "blue"
+
+
+async def test_a_query_on_an_id_and_more_fields_finds_exactly_what_it_names(
+    databases: list[AsyncDatabase[Document]],
+) -> None:
+    """Versioned writes filter on `_id` and `version`: the dev server narrows such queries by its
+    `_id` index (deploy/native/mongo/…/NarrowedQueries.java), and must answer as a scan would."""
+    rows = databases[0]["rows"]
+    await rows.create_index([("day", 1), ("status", 1)])
+    await rows.insert_many(
+        [{"_id": f"r{n}", "version": n % 3, "day": "d1" if n < 30 else "d2", "status": "waiting"} for n in range(60)]
+    )
+    assert await rows.find_one({"_id": "r7", "version": 1}) == {
+        "_id": "r7",
+        "version": 1,
+        "day": "d1",
+        "status": "waiting",
+    }
+    assert await rows.find_one({"_id": "r7", "version": 2}) is None
+    assert await rows.find_one({"_id": "nobody", "version": 1}) is None
+    found = [row["_id"] async for row in rows.find({"_id": {"$in": ["r1", "r2", "r4", "r40"]}, "version": 1})]
+    assert sorted(found) == ["r1", "r4", "r40"]
+    assert sorted([row["_id"] async for row in rows.find({"_id": {"$in": ["r1", "r2"]}, "day": "d2"})]) == []
+    assert len([row async for row in rows.find({"day": "d1", "status": "waiting"})]) == 30
+
+    stale = await rows.update_one({"_id": "r7", "version": 0}, {"$set": {"status": "called"}, "$inc": {"version": 1}})
+    assert stale.matched_count == 0, "a write with the wrong version changes nothing"
+    landed = await rows.update_one({"_id": "r7", "version": 1}, {"$set": {"status": "called"}, "$inc": {"version": 1}})
+    assert (landed.matched_count, landed.modified_count) == (1, 1)
+    assert await rows.find_one({"_id": "r7"}) == {"_id": "r7", "version": 2, "day": "d1", "status": "called"}
+    assert (await rows.delete_one({"_id": "r8", "version": 0})).deleted_count == 0
+    assert (await rows.delete_one({"_id": "r8", "version": 2})).deleted_count == 1
+    assert await rows.count_documents({}) == 59
