@@ -182,6 +182,38 @@ async def test_ten_windows_calling_at_once_serve_two_hundred_tickets_each_exactl
     assert all(statuses[t] == ("called", w) for w, calls in called.items() for t in calls)
 
 
+async def test_a_window_is_never_told_nobody_waits_while_another_instance_issued_a_ticket(hall: Hall) -> None:
+    """Calls go by a line kept for a second; one that finds nobody in it reads afresh first."""
+    await hall.open("W11")
+    assert (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).status_code == 204
+    async with second_instance(hall) as other:
+        issued = await other.post("/tickets", json={"item_code": "B001", "channel": "kiosk"}, headers=KIOSK)
+        assert issued.status_code == 201, issued.text
+    called = await hall.client.post("/windows/W11/call-next", headers=WINDOW)
+    assert called.status_code == 200, "the line read a moment ago did not hide the new ticket"
+    assert called.json()["ticket_id"] == issued.json()["ticket_id"]
+
+
+async def test_a_ticket_issued_through_an_instance_joins_the_line_its_calls_go_by(hall: Hall) -> None:
+    """Called in the order they came, the line kept between calls included every new ticket."""
+    await hall.open("W11")
+    assert (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).status_code == 204
+    issued = []
+    for _ in range(3):
+        answer = await hall.client.post("/tickets", json={"item_code": "B001", "channel": "kiosk"}, headers=KIOSK)
+        assert answer.status_code == 201, answer.text
+        issued.append(answer.json()["ticket_id"])
+    called = []
+    for _ in range(3):
+        answer = await hall.client.post("/windows/W11/call-next", headers=WINDOW)
+        assert answer.status_code == 200, answer.text
+        called.append(answer.json()["ticket_id"])
+        done = await hall.client.post(f"/tickets/{called[-1]}/no-show", headers=WINDOW)
+        assert done.status_code == 200, done.text
+    assert called == issued
+    assert (await hall.client.post("/windows/W11/call-next", headers=WINDOW)).status_code == 204
+
+
 async def windows_open_for(hall: Hall, category: str) -> list[str]:
     listed = (await hall.client.get("/windows", headers=WINDOW)).json()
     return [w["window_id"] for w in listed if w["state"] == "open" and category in w["categories"]]

@@ -20,8 +20,10 @@ class Settings(KitSettings):
     service: str = "queue"
     http_port: int = 8001
     coverage_check_s: float = 30.0
-    """How often the watchdog looks for categories with no open window (and for tickets an
-    earlier business day left behind, which it cancels)."""
+    """How often the watchdog looks for categories with no open window."""
+    end_of_day_check_s: float = 600.0
+    """How often the end-of-day watchdog looks for tickets an earlier business day left behind
+    (it cancels them, and archives that day): the hall is closed for hours before it matters."""
 
 
 def build_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -46,7 +48,7 @@ def build_app(settings: Settings | None = None, clock: Clock | None = None) -> F
 
     kit.on_start(started)
     kit.every(settings.coverage_check_s, queue.watch_coverage, what="coverage watchdog")
-    kit.every(settings.coverage_check_s, queue.close_earlier_days, what="end-of-day watchdog")
+    kit.every(settings.end_of_day_check_s, queue.close_earlier_days, what="end-of-day watchdog")
     app = kit.app([api.router], description="Tickets, windows and the service catalog of the hall.")
     app.state.queue = queue
     return app

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -322,27 +322,75 @@ class Ticket(Aggregate):
 # --- who is next ---------------------------------------------------------------------------------
 
 
-def is_promoted(ticket: Ticket, now: datetime, target_wait: timedelta) -> bool:
+class Queued(Protocol):
+    """What ordering a line needs of a ticket: a `Ticket`, or the light `InLine` read of one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def number(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def priority(self) -> Priority | None: ...
+    @property
+    def issued_at(self) -> datetime: ...
+    @property
+    def status(self) -> TicketStatus: ...
+
+
+Q = TypeVar("Q", bound=Queued)
+
+
+@dataclass(slots=True)
+class InLine:
+    """A waiting ticket as the line reads it, often and in bulk: just what ordering and the
+    approaching notice need (a whole `Ticket` per row cost most of each read)."""
+
+    id: str
+    number: str
+    category: str
+    issued_at: datetime
+    day: str
+    priority: Priority | None = None
+    status: TicketStatus = "waiting"
+    approaching_sent: bool = False
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> InLine:
+        return cls(
+            id=ticket.id,
+            number=ticket.number,
+            category=ticket.category,
+            issued_at=ticket.issued_at,
+            day=ticket.day,
+            priority=ticket.priority,
+            status=ticket.status,
+            approaching_sent=ticket.approaching_sent,
+        )
+
+
+def is_promoted(ticket: Queued, now: datetime, target_wait: timedelta) -> bool:
     """A normal ticket that has waited past its category's target goes ahead, so nobody starves."""
     return ticket.priority is None and now - ticket.issued_at > target_wait
 
 
-def queue_order(ticket: Ticket, now: datetime, target_wait: timedelta) -> tuple[int, datetime, str]:
+def queue_order(ticket: Queued, now: datetime, target_wait: timedelta) -> tuple[int, datetime, str]:
     """Priority tickets and promoted ones first, then everyone else; within each, first come."""
     ahead = ticket.priority is not None or is_promoted(ticket, now, target_wait)
     return (0 if ahead else 1, ticket.issued_at, ticket.number)
 
 
 def next_ticket_for_window(
-    waiting: Iterable[Ticket], serves: Iterable[str], categories: dict[str, Category], now: datetime
-) -> list[Ticket]:
+    waiting: Iterable[Q], serves: Iterable[str], categories: dict[str, Category], now: datetime
+) -> list[Q]:
     """The waiting tickets a window may call, best first (the caller claims the first it can)."""
     served = set(serves)
     mine = [t for t in waiting if t.status == "waiting" and t.category in served]
     return sorted(mine, key=lambda t: queue_order(t, now, categories[t.category].target_wait))
 
 
-def positions(waiting: Iterable[Ticket], category: Category, now: datetime) -> dict[str, int]:
+def positions(waiting: Iterable[Queued], category: Category, now: datetime) -> dict[str, int]:
     """Each waiting ticket's place in its category's queue, from 1."""
     line = sorted(
         (t for t in waiting if t.status == "waiting" and t.category == category.code),

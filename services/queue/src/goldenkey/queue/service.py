@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,7 +26,9 @@ from goldenkey.queue.domain import (
     APPROACHING_AT,
     Category,
     Coverage,
+    InLine,
     Ticket,
+    TicketStatus,
     Window,
     daily_stats,
     estimated_wait,
@@ -36,7 +39,7 @@ from goldenkey.queue.domain import (
     uncovered_categories,
 )
 from goldenkey.queue.metrics import QueueMetrics
-from goldenkey.queue.store import QueueStore
+from goldenkey.queue.store import WAITING_TTL_S, QueueStore
 
 COVERAGE_ID = "coverage"
 LEFT_AT_CLOSING = ("waiting", "called", "no_show")
@@ -48,12 +51,13 @@ STEP_ATTEMPTS = 10
 
 @dataclass
 class WaitingLine:
-    """The day's waiting tickets as `call_next` read them, less those its turns claimed since."""
+    """The day's waiting tickets as `call_next` last read them, plus those this instance issued
+    since, less those its calls claimed."""
 
     day: date
-    read_after: int
-    """The calls that had arrived when it was read: they, and only they, may go by it."""
-    tickets: list[Ticket]
+    read_at: float
+    """When it was read (monotonic seconds): calls go by it for `WAITING_TTL_S` at most."""
+    tickets: list[InLine]
 
 
 class QueueService:
@@ -62,7 +66,6 @@ class QueueService:
     ) -> None:
         self._calling = asyncio.Lock()
         """This instance's `call-next`s take turns (see `call_next`)."""
-        self._arrivals = 0
         self._line: WaitingLine | None = None
         self.metrics = metrics
         self.store = store
@@ -133,16 +136,18 @@ class QueueService:
             estimated_wait_s=wait,
         )
         ticket.approach(position, wait, now)  # near the front already: told in the same write
-        waiting.append(ticket)
+        in_line = InLine.of(ticket)
+        waiting.append(in_line)
         try:
             await self.store.tickets.add(ticket)
         except AlreadyExists:
-            waiting.remove(ticket)
+            waiting.remove(in_line)
             return await self.store.tickets.require(ticket_id), None, None
         except BaseException:
-            waiting.remove(ticket)
+            waiting.remove(in_line)
             raise
         self.metrics.ticket_issued(ticket)
+        self._joined_line(in_line)
         await self.announce_approaching(category.code, waiting)
         return ticket, position, wait
 
@@ -171,15 +176,23 @@ class QueueService:
 
     async def act(self, ticket_id: str, action: Callable[[Ticket, datetime], None]) -> Ticket:
         """Apply one step of the lifecycle to a ticket, then tell those now near the front."""
-        before = await self.store.tickets.require(ticket_id)
-        ticket = await self.store.tickets.update(ticket_id, lambda t: action(t, self.clock.now()))
-        self.store.lines_changed()
-        if before.status != ticket.status and ticket.status == "serving":
+        was: list[TicketStatus] = []
+
+        def step(t: Ticket) -> None:
+            was.append(t.status)  # as read by the write that lands (the last of its tries)
+            action(t, self.clock.now())
+
+        ticket = await self.store.tickets.update(ticket_id, step)
+        before = was[-1]
+        if before != ticket.status and ticket.status == "serving":
             self.metrics.ticket_started(ticket)
-        if before.status != ticket.status and ticket.status == "done":
+        if before != ticket.status and ticket.status == "done":
             self.metrics.ticket_completed(ticket)
             self.store.cache.forget("service/")
-        await self.announce_approaching(ticket.category)
+        if "waiting" in (before, ticket.status):  # start, recall, complete move nobody up the line
+            self.store.lines_changed()
+            self._line = None
+            await self.announce_approaching(ticket.category)
         return ticket
 
     async def stats_today(self) -> dict[str, object]:
@@ -196,10 +209,11 @@ class QueueService:
         )
         ticket = await self.store.tickets.update(ticket_id, lambda t: t.transfer(category_code, number, now))
         self.store.lines_changed()
+        self._line = None
         await self.announce_approaching(category_code)
         return ticket
 
-    async def announce_approaching(self, category_code: str, waiting: list[Ticket] | None = None) -> None:
+    async def announce_approaching(self, category_code: str, waiting: list[InLine] | None = None) -> None:
         """`ticket.approaching`, once, for every waiting ticket now at position 3 or nearer."""
         categories = await self.store.categories()
         category = categories[category_code]
@@ -306,41 +320,51 @@ class QueueService:
         the same ticket: the claim is a versioned write of the ticket, and the loser tries the next.
 
         This instance's calls take turns, so they do not all go for the same ticket (a loser
-        working down a line read before the winners' claims fell ever further behind). A call
-        goes by the day's waiting line as read after it arrived: calls queued behind one read
-        share it, less what their turns claimed; between instances the version check decides."""
+        working down a line read before the winners' claims fell ever further behind). They go by
+        one waiting line: read at most `WAITING_TTL_S` ago, with the tickets this instance issued
+        since, less those its calls claimed. (Reading the day's line for every call made the calls
+        of 58 windows queue behind each other's reads.) Only a ticket another instance issued
+        within that second can be overtaken; and a call that finds nobody reads afresh before it
+        answers so, so a window is never told "nobody" while someone waits."""
         window = await self.window(window_id)
         window.can_call()
         categories = await self.store.categories()
-        self._arrivals += 1
-        arrived = self._arrivals
         async with self._calling:
-            now = self.clock.now()
-            day = self.calendar.business_day(now)
+            day = self.calendar.business_day(self.clock.now())
             line = self._line
-            if line is None or line.day != day or line.read_after < arrived:
-                read_after = self._arrivals
-                line = self._line = WaitingLine(day, read_after, await self.store.waiting(day))
-            ticket = None
-            try:
-                for candidate in next_ticket_for_window(line.tickets, window.categories, categories, now):
-                    line.tickets.remove(candidate)  # claimed now, or not waiting any more
-                    try:
-                        ticket = await self.store.tickets.update(
-                            candidate.id, lambda t: t.call(window_id, self.clock.now())
-                        )
-                    except (Conflict, NotFound):  # another instance's window was quicker
-                        continue
-                    break
-            except BaseException:  # a claim whose outcome is unknown: the next call reads afresh
-                self._line = None
-                raise
-            still_waiting = [t for t in line.tickets if t.category == ticket.category] if ticket else []
+            fresh = line is None or line.day != day or time.monotonic() - line.read_at > WAITING_TTL_S
+            ticket = await self._claim(window, categories, day, fresh)
+            if ticket is None and not fresh:
+                ticket = await self._claim(window, categories, day, fresh=True)
+            line = self._line
+            still_waiting = [t for t in line.tickets if t.category == ticket.category] if ticket and line else []
         if ticket is None:
             return None
-        self.store.lines_changed()
+        self.store.left_line(day, ticket.category, ticket.id)
         await self.announce_approaching(ticket.category, still_waiting)
         return ticket
+
+    async def _claim(self, window: Window, categories: dict[str, Category], day: date, fresh: bool) -> Ticket | None:
+        """The best ticket of the line (read afresh if `fresh`) this window could claim, claimed."""
+        if fresh or self._line is None:
+            self._line = WaitingLine(day, time.monotonic(), await self.store.waiting(day))
+        line = self._line
+        try:
+            for candidate in next_ticket_for_window(line.tickets, window.categories, categories, self.clock.now()):
+                line.tickets.remove(candidate)  # claimed now, or not waiting any more
+                try:
+                    return await self.store.tickets.update(candidate.id, lambda t: t.call(window.id, self.clock.now()))
+                except (Conflict, NotFound):  # another instance's window was quicker
+                    continue
+        except BaseException:  # a claim whose outcome is unknown: the next call reads afresh
+            self._line = None
+            raise
+        return None
+
+    def _joined_line(self, ticket: InLine) -> None:
+        """A ticket this instance issued is in the line its calls go by at once."""
+        if self._line is not None and self._line.day.isoformat() == ticket.day:
+            self._line.tickets.append(ticket)
 
     async def call_ticket(self, window_id: str, ticket_id: str) -> Ticket:
         """Call one ticket out of order (logged and counted per window)."""

@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from goldenkey.kit import AlreadyExists, Index, Repository
 from goldenkey.kit.locks import LocalLocks
 from goldenkey.kit.mongo import Document
-from goldenkey.queue.domain import Category, Coverage, Ticket, TicketCounter, Window
+from goldenkey.queue.domain import Category, Coverage, InLine, Ticket, TicketCounter, Window
 
 CATEGORIES, CATALOG, NUMBERS = "categories", "catalog", "numbers"
 HALL_DATA_TTL_S = 5.0
@@ -23,8 +23,8 @@ HALL_DATA_TTL_S = 5.0
 what estimates rest on (open windows, recent service times). Its own edits show at once; another
 instance's within this long."""
 WAITING_TTL_S = 1.0
-"""How long an instance answers `POST /tickets` positions from the waiting line it last read
-(plus the tickets it issued since); calls and other steps through this instance re-read it."""
+"""How long an instance answers `POST /tickets` positions, and goes by for `call-next`, from the
+waiting line it last read (plus the tickets it issued since, less those it called)."""
 WAITING_FIELDS = {f: 1 for f in ("number", "category", "priority", "issued_at", "status", "approaching_sent", "day")}
 INDEXES = [
     Index("tickets", [("day", 1), ("status", 1)]),
@@ -90,6 +90,12 @@ class Cached:
                 del self._values[stale]
             self._values[key] = (time.monotonic() + self.ttl, value)
         return value
+
+    def edit(self, key: str, change: Callable[[Any], Any]) -> None:
+        """Change a kept value in place of reading it again (a read in flight is not kept)."""
+        self._generation += 1
+        if (found := self._values.get(key)) is not None:
+            self._values[key] = (found[0], change(found[1]))
 
     def forget(self, prefix: str = "") -> None:
         self._generation += 1
@@ -162,16 +168,25 @@ class QueueStore:
         counts = await self.cache.value("windows", read)
         return counts.get(category, 0)  # type: ignore[no-any-return]
 
-    async def waiting(self, day: date, categories: list[str] | None = None) -> list[Ticket]:
+    async def waiting(self, day: date, categories: list[str] | None = None) -> list[InLine]:
         """The day's waiting tickets, with just what ordering needs (read often: kept light)."""
-        cursor = self.db["tickets"].find({"day": day.isoformat(), "status": "waiting"}, WAITING_FIELDS)
+        query: Document = {"day": day.isoformat(), "status": "waiting"}
+        if categories is not None:
+            query["category"] = {"$in": categories}
         return [
-            Ticket.model_construct(id=row.pop("_id"), **row)
-            async for row in cursor
-            if categories is None or row["category"] in categories
+            InLine(
+                id=row["_id"],
+                number=row["number"],
+                category=row["category"],
+                issued_at=row["issued_at"],
+                day=row["day"],
+                priority=row.get("priority"),
+                approaching_sent=row.get("approaching_sent", False),
+            )
+            async for row in self.db["tickets"].find(query, WAITING_FIELDS)
         ]
 
-    async def waiting_line(self, day: date, category: str) -> list[Ticket]:
+    async def waiting_line(self, day: date, category: str) -> list[InLine]:
         """A category's waiting tickets as read at most `WAITING_TTL_S` ago, for positions at issue.
 
         The list is this instance's own: a request adds the ticket it issues, so the next one
@@ -179,6 +194,15 @@ class QueueStore:
         key = f"{day.isoformat()}/{category}"
         async with self._reading_lines.hold(key):
             return await self.lines.value(key, lambda: self.waiting(day, [category]))  # type: ignore[no-any-return]
+
+    def left_line(self, day: date, category: str, ticket_id: str) -> None:
+        """A ticket of this instance's lines was called: the others move up without a read."""
+
+        def drop(line: list[InLine]) -> list[InLine]:
+            line[:] = [t for t in line if t.id != ticket_id]  # in place: an issue may be adding to it
+            return line
+
+        self.lines.edit(f"{day.isoformat()}/{category}", drop)
 
     def lines_changed(self) -> None:
         """Tickets left or joined a waiting line other than by issue: read the lines afresh."""
