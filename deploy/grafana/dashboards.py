@@ -418,6 +418,7 @@ def platform() -> dashboard.Dashboard:
     server_errors = selector("goldenkey_http_requests_total", 'status=~"5.."')
     consumed = selector("faststream_received_messages_total")
     published = selector("faststream_published_messages_total", 'status="success"')
+    all_published = selector("faststream_published_messages_total")
     not_published = selector("faststream_published_messages_total", 'status="error"')
     dead_letters = selector("goldenkey_dlq_messages_total")
 
@@ -508,7 +509,11 @@ def platform() -> dashboard.Dashboard:
                 "they stay in the outbox and are sent again.",
                 "eps",
                 query(f"sum by (service, destination) ({rate(published)})", "{{service}} → {{destination}}"),
-                query(f"sum by (service) ({rate(not_published)})", "{{service}} not sent"),
+                # `or … * 0`: FastStream has no error series until Kafka first refuses an event; show 0.
+                query(
+                    f"sum by (service) ({rate(not_published)}) or sum by (service) ({rate(all_published)}) * 0",
+                    "{{service}} not sent",
+                ),
             )
         )
         .with_row(dashboard.Row("Backlogs"))
@@ -587,7 +592,7 @@ def hall_overview() -> dashboard.Dashboard:
                 counted(
                     "Tickets issued today",
                     "Tickets issued since midnight, at kiosks, in the app and by staff. Counted from the "
-                    "queue's counters, which can miss a few (the first of each kind after a restart); GET "
+                    "queue's counters, which can miss the few counted just before a restart; GET "
                     "/stats/today on the queue service has the exact figure.",
                     "goldenkey_tickets_issued_total",
                     "issued",
@@ -1524,8 +1529,8 @@ def feedback() -> dashboard.Dashboard:
                 "Invitations and ratings per hour",
                 "Services offered for rating in the hour before each point, by what was served (a ticket "
                 "completed, an assistance request completed, an incident resolved), against the ratings "
-                "given. Counted from the service's counters, which can miss the first invitation of each "
-                "kind after a restart.",
+                "given. Counted from the service's counters, which can miss the few counted just before a "
+                "restart.",
                 "short",
                 query(f"sum by (subject_type) (increase({invitations}[1h]))", "invited ({{subject_type}})"),
                 query(f"sum(increase({ratings}[1h]))", "rated"),
@@ -1618,7 +1623,7 @@ def feedback() -> dashboard.Dashboard:
             big_number(
                 "Entries in the time range by kind",
                 "Messages written during the time range picked at the top, by kind, praise included. "
-                "Counted from the service's counters, which can miss the first of each kind after a restart.",
+                "Counted from the service's counters, which can miss the few counted just before a restart.",
                 "short",
                 query(f"sum by (kind) (increase({messages}[$__range]))", "{{kind}}"),
                 thresholds=NEUTRAL,

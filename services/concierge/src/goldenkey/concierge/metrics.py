@@ -1,5 +1,9 @@
 """The concierge's metrics (DESIGN §9). Counters and histograms are counted where things happen;
-state gauges are read from MongoDB before each scrape, so several instances agree."""
+state gauges are read from MongoDB before each scrape, so several instances agree.
+
+Every label set a counter or histogram can have is created at 0 before anything is counted (the
+items as soon as they are read): a series that appears only at its first use has no value on a
+dashboard until then, and Prometheus sees no increase in its first value."""
 
 from __future__ import annotations
 
@@ -40,6 +44,9 @@ class ConciergeMetrics:
             ["kind"],
             registry=registry,
         )
+        for kind in KINDS:
+            self.accept.labels(kind)
+            self.escalations.labels(kind)
         self.loans_out = Gauge("goldenkey_loans_out", "Units lent and not back", ["sku"], registry=registry)
         self.loans_overdue = Gauge("goldenkey_loans_overdue", "Loans out past their due time", registry=registry)
         self.stock = Gauge("goldenkey_stock_level", "Consumables left", ["sku"], registry=registry)
@@ -57,9 +64,11 @@ class ConciergeMetrics:
         at = now()
         out = await store.loans_out()
         for item in await store.lendables.find({}):
+            self.loans.labels(item.id)
             self.loans_out.labels(item.id).set(sum(1 for loan in out if loan.sku == item.id))
         self.loans_overdue.set(sum(1 for loan in out if loan.due_at <= at))
         for consumable in await store.consumables.find({}):
+            self.dispensed.labels(consumable.id)
             self.stock.labels(consumable.id).set(consumable.stock)
             self.minimum.labels(consumable.id).set(consumable.minimum)
         open_kinds = Tally(a.kind for a in await store.open_assistance())

@@ -1,13 +1,18 @@
 """The feedback service's metrics (DESIGN §9). Counters are counted where things happen; state
-gauges are read from MongoDB before each scrape, so several instances agree."""
+gauges are read from MongoDB before each scrape, so several instances agree.
+
+Every label set a counter can have is created at 0 before anything is counted: a series that
+appears only at its first use has no value on a dashboard until then (a stage overdue may not
+happen for days), and Prometheus sees no increase in its first value."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import Counter, Gauge
 
+from goldenkey.contracts.vocabulary import ComplaintOrigin, ComplaintStage, MessageKind, SubjectType
 from goldenkey.feedback.domain import LEVELS, figures
 from goldenkey.kit.metrics import Metrics
 
@@ -50,6 +55,14 @@ class FeedbackMetrics:
             ["stage"],
             registry=registry,
         )
+        for counter, values in (
+            (self.invitations, get_args(SubjectType)),
+            (self.messages, (*get_args(MessageKind), "none")),
+            (self.complaints_opened, get_args(ComplaintOrigin)),
+            (self.overdue_stages, get_args(ComplaintStage)),
+        ):
+            for value in values:
+                counter.labels(value)
         self.complaints_open = Gauge("goldenkey_complaints_open", "Complaint cases not closed", registry=registry)
         self.complaints_overdue = Gauge(
             "goldenkey_complaints_overdue",

@@ -1,5 +1,10 @@
 """The parking service's metrics (DESIGN §9). Counters and histograms are counted where things
-happen; state gauges are read from MongoDB before each scrape, so several instances agree."""
+happen; state gauges are read from MongoDB before each scrape, so several instances agree.
+
+Every label set a counter or histogram can have is created at 0 before anything is counted: a
+series that appears only at its first use has no value on a dashboard until then (a missed round, a
+departure with no arrival may not happen for days), and Prometheus sees no increase in its first
+value."""
 
 from __future__ import annotations
 
@@ -7,13 +12,14 @@ from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from goldenkey.contracts.vocabulary import IncidentKind
+from goldenkey.contracts.vocabulary import IncidentKind, VehicleSource
 from goldenkey.kit.metrics import Metrics
 
 if TYPE_CHECKING:
     from goldenkey.parking.service import ParkingService
 
 KINDS: tuple[IncidentKind, ...] = get_args(IncidentKind)
+SOURCES: tuple[VehicleSource, ...] = get_args(VehicleSource)
 INCIDENT_BUCKETS = (30, 60, 120, 180, 300, 600, 900, 1800, 3600, 7200)
 ROUND_STATES = ("planned", "in_progress", "completed", "incomplete", "missed")
 
@@ -64,6 +70,15 @@ class ParkingMetrics:
             ["complete"],
             registry=registry,
         )
+        for source in SOURCES:
+            self.arrivals.labels(source)
+            for matched in ("true", "false"):
+                self.departures.labels(source, matched)
+        for kind in KINDS:
+            for counted in (self.incidents, self.escalations, self.notify, self.resolve):
+                counted.labels(kind)
+        for complete in ("true", "false"):
+            self.patrols_completed.labels(complete)
         self.occupied = Gauge("goldenkey_parking_occupied", "Cars in the lot", registry=registry)
         self.capacity = Gauge("goldenkey_parking_capacity", "Spaces in the lot", registry=registry)
         self.full = Gauge("goldenkey_parking_full", "1 while the lot is announced full (lot.full)", registry=registry)
