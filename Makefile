@@ -11,7 +11,7 @@ KAFKA_BIN := .devstack/bin
 BOOTSTRAP ?= 127.0.0.1:9092
 KAFKA_TOOLS_READY = test -x $(KAFKA_BIN)/kafka-topics.sh || { echo "no Kafka tools yet: make up writes them to $(KAFKA_BIN)/" >&2; exit 1; }
 
-.PHONY: all help venv tools stack up down demo status topics lag tail lint format typecheck test test-unit test-integration test-e2e schemas dashboards bench clean
+.PHONY: all help venv tools stack up down demo compose-demo status topics lag tail lint format typecheck test test-unit test-integration test-e2e schemas dashboards bench clean
 
 all: venv ## the same as make venv
 
@@ -41,6 +41,15 @@ up: stack ## run the product: Kafka, mongo-java-server (H2 file), Prometheus and
 demo: stack ## play a simulated hall day, live, and write its report (VISITORS= SPEED= SEED= DAY=)
 	$(BIN)/python -m goldenkey.demo $(if $(VISITORS),--visitors $(VISITORS)) $(if $(SPEED),--speed $(SPEED)) \
 		$(if $(SEED),--seed $(SEED)) $(if $(DAY),--day $(DAY))
+
+# Docker users: the compose stack's services restarted on one simulated clock, and the `demo`
+# profile's simulator playing a day against them while Grafana (http://127.0.0.1:3000) watches.
+compose-demo: venv ## with Docker: a day played against the compose stack (VISITORS= SPEED= SEED= DAY=)
+	docker compose --profile demo build
+	mkdir -p demo-report
+	eval "$$($(BIN)/python -m goldenkey.demo --print-clock --clock-lead 120 $(if $(SPEED),--speed $(SPEED)) $(if $(DAY),--day $(DAY)))" \
+		&& DEMO_USER=$$(id -u):$$(id -g) VISITORS=$(VISITORS) SEED=$(SEED) docker compose --profile demo up -d \
+		&& docker compose logs -f demo
 
 down: ## stop what make up started (the data stays in .devstack/)
 	@test -x $(BIN)/python && $(BIN)/python deploy/native/devstack.py down || python3 deploy/native/devstack.py down

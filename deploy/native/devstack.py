@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -193,6 +194,26 @@ def prometheus_binary() -> Path | None:
     return Path(found) if found else None
 
 
+PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.native.yml"
+
+
+def prometheus_config(ports: dict[str, int] | None = None, interval: str | None = None) -> str:
+    """The native Prometheus's config (prometheus.native.yml), the services' ports in `ports`
+    (service → port) instead of SERVICE_PORTS, and scraping and evaluating the rules every
+    `interval` instead of the file's. Derived from the file, so its jobs and labels stay the same."""
+    text = PROMETHEUS_CONFIG.read_text()
+    if ports is not None:
+        by_port = {f"127.0.0.1:{SERVICE_PORTS[service]}": f"127.0.0.1:{port}" for service, port in ports.items()}
+        text, found = re.subn(r'"(127\.0\.0\.1:\d+)"', lambda m: f'"{by_port.get(m[1], m[1])}"', text)
+        if found != len(SERVICE_PORTS):
+            raise ValueError(f"{PROMETHEUS_CONFIG.name} has {found} targets, not one per service")
+    if interval is not None:
+        text, found = re.subn(r"(?m)^(\s+(?:scrape|evaluation)_interval:\s*)\S+", rf"\g<1>{interval}", text)
+        if found != 2:
+            raise ValueError(f"{PROMETHEUS_CONFIG.name} has no global scrape_interval and evaluation_interval")
+    return text
+
+
 # --- running them ---------------------------------------------------------------------------
 
 
@@ -209,6 +230,11 @@ class Part:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        self.launch()
+        self.wait()
+
+    def launch(self) -> None:
+        """Start the process and return at once; `wait()` waits for its port."""
         if port_open(self.port):
             raise RuntimeError(f"port {self.port} for {self.name} is taken by something else")
         with self.logfile.open("ab") as out:
@@ -221,6 +247,8 @@ class Part:
                 env={**os.environ, **self.env} if self.env else None,
             )
         self.pidfile.write_text(str(self.proc.pid))
+
+    def wait(self) -> None:
         wait_for_port(self.name, self.port, self.proc, self.timeout, self.logfile)
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -334,6 +362,12 @@ class Stack:
             folder.mkdir(parents=True, exist_ok=True)
         return run, logs
 
+    def pids(self) -> dict[str, int]:
+        """What runs under this stack's root, by part name (the services too, once started)."""
+        run, _ = self._folders()
+        found = {pidfile.stem: read_pid(pidfile) for pidfile in sorted(run.glob("*.pid"))}
+        return {name: pid for name, pid in found.items() if pid is not None}
+
     def parts(self) -> list[Part]:
         run, logs = self._folders()
         parts = [self._database(run, logs), self._kafka(run, logs)]
@@ -425,17 +459,33 @@ class Stack:
         ]
         return Part(DATABASE, self.mongo_port, argv, logs / f"{DATABASE}.log", run / f"{DATABASE}.pid", timeout=60)
 
-    def _prometheus(self, binary: Path, run: Path, logs: Path) -> Part:
+    def prometheus(self, ports: dict[str, int], interval: str = "1s") -> Part | None:
+        """A Prometheus for services this stack runs on other ports than `make up`'s (`ports`:
+        service → port), scraping them and evaluating the alert rules every `interval`, on
+        `prometheus_port` (a free port if None); its data under <root>/prometheus. To `start()` and
+        `stop()`; `down()` stops it too. None when the prometheus binary is not installed."""
+        binary = prometheus_binary()
+        if binary is None:
+            return None
+        if self.prometheus_port is None:
+            self.prometheus_port = free_port()
+        return self._prometheus(binary, *self._folders(), config=prometheus_config(ports, interval))
+
+    @property
+    def prometheus_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port is not None else None
+
+    def _prometheus(self, binary: Path, run: Path, logs: Path, config: str | None = None) -> Part:
+        """`config`: the text of prometheus.yml; by default prometheus.native.yml as it is."""
         assert self.prometheus_port is not None
-        source = REPO / "deploy" / "prometheus" / "prometheus.native.yml"
-        config = self.root / "prometheus.yml"
-        shutil.copyfile(source, config)
+        path = self.root / "prometheus.yml"
+        path.write_text(config if config is not None else PROMETHEUS_CONFIG.read_text())
         rules = REPO / "deploy" / "prometheus" / "rules"
         if rules.is_dir():
             shutil.copytree(rules, self.root / "rules", dirs_exist_ok=True)
         argv = [
             str(binary),
-            f"--config.file={config}",
+            f"--config.file={path}",
             f"--storage.tsdb.path={self.root / 'prometheus'}",
             f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
         ]

@@ -107,7 +107,7 @@ def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[s
     jobs = one_shot_jobs(services)
     assert jobs == {"kafka-init"}
     for name, service in services.items():
-        if name in jobs:
+        if name in jobs or name == "demo":  # the demo plays one day and exits: nothing waits on it
             assert service.get("restart") == "no", f"{name} is a one-shot job: it must not be restarted"
             continue
         healthcheck = service.get("healthcheck") or {}
@@ -179,6 +179,39 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         image = service["image"]
         assert ":" in image, f"{name}: pin the tag of {image}"
         assert image.rpartition(":")[2] != "latest", f"{name}: pin the tag of {image}"
+
+
+def test_the_demo_profile_plays_a_day_against_the_compose_services(services: dict[str, dict[str, Any]]) -> None:
+    demo = services["demo"]
+    assert demo["profiles"] == ["demo"], "the demo runs only when asked for (docker compose --profile demo)"
+    assert demo["restart"] == "no"
+    assert demo["build"] == {"context": ".", "dockerfile": "deploy/demo.Dockerfile"}
+    assert set(demo["depends_on"]) == {*SERVICE_PORTS, "prometheus"}
+    given = dict(argument.removeprefix("--").split("=", 1) for argument in demo["command"])
+    for name, port in SERVICE_PORTS.items():
+        assert given[f"{name}-url"] == f"http://{name}:{port}"
+    assert given["prometheus-url"] == "http://prometheus:9090"
+    assert demo["environment"]["GOLDENKEY_KAFKA_BOOTSTRAP"] == "kafka:19092"
+    report = given["report"]
+    assert any(volume.endswith(f":{report}") for volume in demo["volumes"])
+
+
+def test_the_services_and_the_demo_share_one_clock(services: dict[str, dict[str, Any]]) -> None:
+    """One simulated clock for everyone: the services pass make compose-demo's settings through
+    (unset, they are empty: wall-clock time)."""
+    for name in (*SERVICE_PORTS, "demo"):
+        environment = services[name]["environment"]
+        for setting in ("START", "SPEED", "ANCHOR"):
+            assert f"${{GOLDENKEY_CLOCK_{setting}:-" in environment[f"GOLDENKEY_CLOCK_{setting}"], (name, setting)
+
+
+def test_the_demo_image_holds_the_simulator_and_the_dashboards() -> None:
+    text = (ROOT / "deploy" / "demo.Dockerfile").read_text(encoding="utf-8")
+    assert "COPY demo/ demo/" in text
+    assert "deploy/grafana/dashboards/" in text
+    assert 'ENTRYPOINT ["python", "-m", "goldenkey.demo"]' in text
+    allowed = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert {"!demo/", "!deploy/grafana/dashboards/"} <= set(allowed)
 
 
 # --- the service image -------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 By default it starts a throwaway native stack (Kafka, mongo-java-server in memory) and the four
 services on free ports, all on one simulated clock; with `--queue-url` … `--feedback-url` and
 `--kafka` it plays against services that run already (the compose `demo` profile), which must then
-share the clock the simulator is told about (`--clock-anchor`)."""
+share the clock the simulator is told about (`--clock-anchor`). Its own stack has a Prometheus too
+(when Debian's `prometheus` is installed), scraping the services every second; after the day every
+panel of every dashboard must show data in it, or in the Prometheus `--prometheus-url` names."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -22,13 +25,18 @@ from zoneinfo import ZoneInfo
 import httpx
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from goldenkey.demo import panels
 from goldenkey.demo.books import reckon
 from goldenkey.demo.driver import TOKENS, Hall, Services
 from goldenkey.demo.model import Category, Item, plan_day
 from goldenkey.demo.record import DayRecord, Target
+from goldenkey.demo.usage import Usage
 from goldenkey.kit.clock import SimulatedClock
+from goldenkey.kit.kafka import admin_kwargs
+from goldenkey.kit.settings import KitSettings
 
 HALL = ZoneInfo("Asia/Shanghai")
 LEAD = timedelta(minutes=10)
@@ -46,7 +54,10 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m goldenkey.demo", description=__doc__)
     parser.add_argument("--visitors", type=int, default=int(os.environ.get("VISITORS") or 5000))
     parser.add_argument(
-        "--speed", type=float, default=float(os.environ.get("SPEED") or 100), help="simulated seconds per real second"
+        "--speed",
+        type=float,
+        default=float(os.environ.get("SPEED") or 50),
+        help="simulated seconds per real second (50: a day in about 10 minutes; the ×100 target: bench/README.md)",
     )
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED") or 1))
     parser.add_argument(
@@ -59,52 +70,116 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no live display")
     for service in ("queue", "concierge", "parking", "feedback"):
         parser.add_argument(f"--{service}-url")
-    parser.add_argument("--kafka", help="bootstrap of the stack the given services use")
-    parser.add_argument("--clock-anchor", type=datetime.fromisoformat)
+    parser.add_argument(
+        "--kafka", help="bootstrap of the stack the given services use (default: GOLDENKEY_KAFKA_BOOTSTRAP)"
+    )
+    parser.add_argument(
+        "--clock-anchor",
+        type=datetime.fromisoformat,
+        help="the given services' GOLDENKEY_CLOCK_ANCHOR, when it is not in this environment",
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        help="the Prometheus that scrapes the given services, to check that every dashboard panel shows data "
+        "(by default the throwaway stack's own)",
+    )
+    parser.add_argument(
+        "--print-clock",
+        action="store_true",
+        help="print the GOLDENKEY_CLOCK_* settings for services that are to play the day, and exit",
+    )
+    parser.add_argument(
+        "--clock-lead", type=float, default=60, help="with --print-clock: real seconds until the clock reads 08:50"
+    )
     return parser.parse_args(argv)
+
+
+def clock_settings(day: date, speed: float, anchor: datetime) -> dict[str, str]:
+    """The shared simulated clock of a demo day: it reads 08:50 of `day` at the real instant `anchor`."""
+    start = datetime.combine(day, clock_time(9), HALL).astimezone(UTC) - LEAD
+    return {
+        "GOLDENKEY_CLOCK_START": start.isoformat(),
+        "GOLDENKEY_CLOCK_SPEED": f"{speed:g}",
+        "GOLDENKEY_CLOCK_ANCHOR": anchor.isoformat(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
+    given = KitSettings()
+    if args.queue_url and given.clock_start is not None:  # services already on a simulated clock: play theirs
+        args.speed, args.clock_anchor = given.clock_speed, given.clock_anchor
+        args.day = (given.clock_start + LEAD).astimezone(HALL).date()
     day = args.day or next_working_day(datetime.now(HALL).date())
     if day.weekday() >= 5:
         print(f"{day} is a {day:%A}: the hall is closed; pick a weekday", file=sys.stderr)
         return 2
-    return asyncio.run(run(args, day))
+    if args.print_clock:  # for services started apart (make compose-demo): they start meanwhile
+        anchor = args.clock_anchor or datetime.now(UTC) + timedelta(seconds=args.clock_lead)
+        print("\n".join(f"export {k}={v}" for k, v in clock_settings(day, args.speed, anchor).items()))
+        return 0
+    if args.queue_url and args.clock_anchor is None:
+        print(
+            "the services' simulated clock is unknown: set GOLDENKEY_CLOCK_START, _SPEED and _ANCHOR as "
+            "theirs are (make compose-demo does), or pass --clock-anchor",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return asyncio.run(run(args, day))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: the demo's stack is stopped", file=sys.stderr)
+        return 130
 
 
 async def run(args: argparse.Namespace, day: date) -> int:
+    # A terminated demo (a closed terminal, `kill`, a CI timeout) stops the stack it started, as Ctrl-C does.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     console = Console(stderr=True)
-    start = datetime.combine(day, clock_time(9), HALL).astimezone(UTC) - LEAD
-    anchor = args.clock_anchor or datetime.now(UTC) + timedelta(seconds=20)  # the services start meanwhile
     stack, root, parts = None, None, []
-    if args.queue_url:
-        services = Services(args.queue_url, args.concierge_url, args.parking_url, args.feedback_url)
-        bootstrap = args.kafka
-    else:
-        from deploy.native.devstack import Stack, free_port  # the repository's native dev stack
-
-        root = Path(tempfile.mkdtemp(prefix="goldenkey-demo-"))
-        stack = Stack.throwaway(root)
-        console.print("[bold]Starting a throwaway stack[/] (Kafka, mongo-java-server) and the four services…")
-        stack.up()
-        ports = {name: free_port() for name in ("queue", "concierge", "parking", "feedback")}
-        env = {
-            "GOLDENKEY_CLOCK_START": start.isoformat(),
-            "GOLDENKEY_CLOCK_SPEED": str(args.speed),
-            "GOLDENKEY_CLOCK_ANCHOR": anchor.isoformat(),
-            "GOLDENKEY_LOG_LEVEL": "WARNING",
-        }
-        parts = stack.service_parts(ports, env)
-        for part in parts:
-            part.start()
-        services = Services(*(f"http://127.0.0.1:{ports[n]}" for n in ("queue", "concierge", "parking", "feedback")))
-        bootstrap = stack.kafka_bootstrap
+    prometheus = args.prometheus_url
+    kafka = admin_kwargs(KitSettings())  # for the books, which read every event back
     try:
+        if args.queue_url:
+            anchor = args.clock_anchor
+            services = Services(args.queue_url, args.concierge_url, args.parking_url, args.feedback_url)
+            kafka["bootstrap_servers"] = args.kafka or kafka["bootstrap_servers"]
+        else:
+            from deploy.native.devstack import Stack, free_port  # the repository's native dev stack
+
+            root = Path(tempfile.mkdtemp(prefix="goldenkey-demo-"))
+            stack = Stack.throwaway(root)
+            console.print("[bold]Starting a throwaway stack[/] (Kafka, mongo-java-server) and the four services…")
+            stack.up()
+            anchor = datetime.now(UTC) + timedelta(seconds=20)  # the services start meanwhile
+            ports = {name: free_port() for name in ("queue", "concierge", "parking", "feedback")}
+            env = {**clock_settings(day, args.speed, anchor), "GOLDENKEY_LOG_LEVEL": "WARNING"}
+            parts = stack.service_parts(ports, env)
+            scraper = None if prometheus else stack.prometheus(ports)
+            if scraper is not None:  # launched first, so it scrapes the services from their start
+                scraper.launch()
+                prometheus = stack.prometheus_url
+            for part in parts:
+                part.start()
+            if scraper is not None:
+                parts.insert(0, scraper)
+                scraper.wait()
+            services = Services(
+                *(f"http://127.0.0.1:{ports[n]}" for n in ("queue", "concierge", "parking", "feedback"))
+            )
+            kafka = {"bootstrap_servers": stack.kafka_bootstrap}
+        start = datetime.fromisoformat(clock_settings(day, args.speed, anchor)["GOLDENKEY_CLOCK_START"])
         clock = SimulatedClock(start, args.speed, anchor)
         async with httpx.AsyncClient(timeout=30) as http:
             await _ready(http, services)
             plan_inputs = await _hall_data(http, services)
+            if clock.now() > start + LEAD / 2:
+                console.print(
+                    f"[yellow]The services took long to start: the day is at {clock.now().astimezone(HALL):%H:%M} "
+                    "already, and what was planned before now happens at once.[/]"
+                )
         items, categories, windows, rounds, checkpoints, minimums = plan_inputs
         plan = plan_day(
             seed=args.seed,
@@ -130,7 +205,10 @@ async def run(args: argparse.Namespace, day: date) -> int:
             ],
         )
         hall = Hall(services, plan, clock, record)
-        started = time.monotonic()
+        usage = Usage({"simulator": os.getpid(), **(stack.pids() if stack is not None else {})})
+        usage.start()
+        started, began = time.monotonic(), time.time()
+        sampling = asyncio.create_task(_sample(usage))
         if args.quiet:
             await hall.play()
         else:
@@ -141,9 +219,24 @@ async def run(args: argparse.Namespace, day: date) -> int:
 
                 await hall.play(show)
         record.real_seconds = time.monotonic() - started
+        sampling.cancel()
+        record.figures["processes"] = usage.figures()
         console.print("[bold]Closing the books…[/]")
         await _figures(hall)
-        record.checks = await reckon(hall, bootstrap)
+        record.checks = await reckon(hall, kafka)
+        if prometheus:
+            console.print("[bold]Asking Prometheus whether every dashboard panel shows data…[/]")
+            shown = await panels.check(prometheus, began, time.time())
+            record.checks.append(shown)
+            if not shown.ok:  # the books' table shortens it
+                console.print(f"[red]Dashboards:[/] expected {escape(shown.expected)}, found {escape(shown.found)}")
+        else:
+            why = "no --prometheus-url was given" if stack is None else "`prometheus` is not installed (make tools)"
+            console.print(f"[yellow]Skipped the dashboard check[/] (every panel of every dashboard shows data): {why}.")
+        record.figures["events per real second"] = round(
+            int(record.figures["events on Kafka"]) / max(record.real_seconds, 1e-6),
+            1,  # type: ignore[call-overload]
+        )
         args.report.mkdir(parents=True, exist_ok=True)
         record.save(args.report / "day.json")
         report = _render(record, args.report)
@@ -157,6 +250,12 @@ async def run(args: argparse.Namespace, day: date) -> int:
             stack.down()
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+async def _sample(usage: Usage) -> None:
+    while True:
+        usage.sample()
+        await asyncio.sleep(2)
 
 
 async def _ready(http: httpx.AsyncClient, services: Services) -> None:
@@ -217,12 +316,24 @@ async def _figures(hall: Hall) -> None:
     for case in cases:
         by_status[case["status"]] = by_status.get(case["status"], 0) + 1
     hall.record.complaints_by_status = by_status
-    hall.record.figures = {
+    hall.record.figures |= {
         "commands": sum(hall.tally.commands.values()),
         "refused by the rules (409)": sum(hall.tally.refused.values()),
         "commands per real second": round(sum(hall.tally.commands.values()) / max(hall.record.real_seconds, 1e-6), 1),
         "simulated hours per real minute": round((hall.clock.speed * 60) / 3600, 2),
+        **_spread("request latency", hall.tally.latencies),
+        **_spread("waiting for a connection", hall.tally.queued),
+        **_spread("simulator late", hall.tally.lags),
     }
+
+
+def _spread(what: str, seconds: list[float]) -> dict[str, object]:
+    """p50/p95/p99 in real milliseconds: at ×100 a second of it is 100 s of the simulated day."""
+    if not seconds:
+        return {}
+    ordered = sorted(seconds)
+    at = lambda share: round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))])  # noqa: E731
+    return {f"{what} (ms real)": f"p50 {at(0.5)}, p95 {at(0.95)}, p99 {at(0.99)}"}
 
 
 def _render(record: DayRecord, directory: Path) -> Path:
@@ -271,6 +382,36 @@ def _summary(console: Console, record: DayRecord, report: Path) -> None:
     console.print(
         f"{record.visitors} visitors, {served} served, played in {record.real_seconds:.0f} s real "
         f"(×{record.speed:g}). The books {'[green]balance[/]' if record.balanced else '[red]do not balance[/]'}."
+    )
+    processes = record.figures.get("processes") or {}
+    if processes:
+        cost = Table(title="What the day cost the machine")
+        cost.add_column("process")
+        cost.add_column("CPU s", justify="right")
+        cost.add_column("CPU % of a core", justify="right")
+        cost.add_column("at its busiest", justify="right")
+        cost.add_column("peak memory MiB", justify="right")
+        for name, used in processes.items():  # type: ignore[union-attr]
+            cost.add_row(
+                name,
+                f"{used['cpu_s']:.0f}",
+                f"{used['cpu_percent']:.0f}",
+                f"{used['peak_cpu_percent']:.0f}",
+                f"{used['peak_rss_mib']:.0f}",
+            )
+        console.print(cost)
+    console.print(
+        "\n".join(
+            f"{name}: {record.figures[name]}"
+            for name in (
+                "events on Kafka",
+                "events per real second",
+                "request latency (ms real)",
+                "waiting for a connection (ms real)",
+                "simulator late (ms real)",
+            )
+            if name in record.figures
+        )
     )
     console.print(f"Report: {report}")
 

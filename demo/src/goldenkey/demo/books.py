@@ -22,8 +22,9 @@ def check(name: str, expected: object, found: object) -> Check:
     return Check(name=name, ok=expected == found, expected=str(expected), found=str(found))
 
 
-async def reckon(hall: Hall, bootstrap: str) -> list[Check]:
-    """Wait for the outboxes to empty, then compare."""
+async def reckon(hall: Hall, kafka: dict[str, Any]) -> list[Check]:
+    """The books of the day, once the outboxes are empty; `kafka` holds the aiokafka client
+    options of the stack's broker."""
     checks: list[Check] = []
     visits = list(hall.visits.values())
     outcomes = Counter(v.outcome for v in visits)
@@ -74,7 +75,8 @@ async def reckon(hall: Hall, bootstrap: str) -> list[Check]:
     pending = {service: await _outbox_pending(hall, service) for service in SERVICES}
     checks.append(check("no outbox holds an event", dict.fromkeys(SERVICES, 0), pending))
 
-    counts, duplicates = await _events(bootstrap, sorted(TOPICS))
+    counts, duplicates = await _events(kafka, sorted(TOPICS))
+    hall.record.figures["events on Kafka"] = sum(counts.values())
     checks.append(check("no event is on Kafka twice", 0, duplicates))
     expect = {
         "ticket.issued": len(visits),
@@ -84,7 +86,7 @@ async def reckon(hall: Hall, bootstrap: str) -> list[Check]:
         "tyre.alert": sum(1 for i in hall.incidents.values() if i.kind == "flat_tyre"),
     }
     checks.append(check("each command's event is on Kafka exactly once", expect, {t: counts.get(t, 0) for t in expect}))
-    dead, _ = await _events(bootstrap, [dlq_topic(s) for s in SERVICES])
+    dead, _ = await _events(kafka, [dlq_topic(s) for s in SERVICES])
     checks.append(check("every dead-letter topic is empty", 0, sum(dead.values())))
     return checks
 
@@ -100,11 +102,9 @@ async def _outbox_pending(hall: Hall, service: str) -> int | str:
     return str(pending)
 
 
-async def _events(bootstrap: str, topics: list[str]) -> tuple[Counter[str], int]:
+async def _events(kafka: dict[str, Any], topics: list[str]) -> tuple[Counter[str], int]:
     """Every record on `topics` from the beginning: counts by event type, and repeated event ids."""
-    consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = AIOKafkaConsumer(*topics, **kafka, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         for _ in range(100):  # without a group, the consumer takes every partition of its topics

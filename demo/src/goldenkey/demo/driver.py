@@ -28,6 +28,9 @@ from goldenkey.kit.clock import SimulatedClock
 
 TOKENS = {role: {"Authorization": f"Bearer dev-{role}"} for role in ("kiosk", "window", "concierge", "guard", "ops")}
 SNAPSHOT_EVERY = timedelta(minutes=5)
+RESTOCK_EVERY = timedelta(minutes=5)
+CONNECTIONS = 128
+"""Requests in flight at once, over as many connections (the hall's devices, pooled)."""
 IDLE_POLL = timedelta(minutes=5)
 """How long an idle window terminal waits at most before calling again (simulated), unless told
 that someone joined a line it serves."""
@@ -47,6 +50,12 @@ class Tally:
 
     commands: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    """Each request's real seconds, from sending to its answer: whether the stack kept up."""
+    queued: list[float] = field(default_factory=list)
+    """Each request's real seconds waiting for one of the devices' `CONNECTIONS` first."""
+    lags: list[float] = field(default_factory=list)
+    """How late the simulator's own event loop woke up, in real seconds, sampled every 0.1 s."""
     """Answers the rules gave that the simulator expected: a lunch refused, a rating twice…"""
     failures: list[str] = field(default_factory=list)
     """Answers nobody expected (a 5xx, a 422 on good input): each one unbalances the books."""
@@ -63,8 +72,10 @@ class Hall:
         # Idle connections are dropped before uvicorn's keep-alive (5 s) closes them under a request.
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(60, pool=None),  # a busy hall queues its devices' requests; none is dropped
-            limits=httpx.Limits(max_connections=64, keepalive_expiry=2),
+            limits=httpx.Limits(max_connections=CONNECTIONS, keepalive_expiry=2),
         )
+        # Requests wait here, not in httpx's pool, whose queue costs time quadratic in its length.
+        self._in_flight = asyncio.Semaphore(CONNECTIONS)
         self.visits: dict[str, Visit] = {}
         self.by_index: dict[int, Visit] = {}
         self.planned: dict[str, PlannedVisitor] = {}
@@ -92,6 +103,16 @@ class Hall:
     async def pause(self, delta: timedelta) -> None:
         await self.until(self.clock.now() + delta)
 
+    async def send(self, method: str, url: str, **options: Any) -> httpx.Response:
+        asked = real_time.monotonic()
+        async with self._in_flight:
+            began = real_time.monotonic()
+            self.tally.queued.append(began - asked)
+            try:
+                return await self.http.request(method, url, **options)
+            finally:
+                self.tally.latencies.append(real_time.monotonic() - began)
+
     async def call(
         self, method: str, service: str, path: str, role: str, body: Any = None, expect: tuple[int, ...] = (200, 201)
     ) -> httpx.Response:
@@ -103,7 +124,7 @@ class Hall:
             headers["Idempotency-Key"] = uuid.uuid4().hex
         for attempt in range(5):
             try:
-                answer = await self.http.request(method, url, json=body, headers=headers)
+                answer = await self.send(method, url, json=body, headers=headers)
             except httpx.TransportError as error:
                 if attempt == 4:
                     self.tally.failures.append(f"{method} {service}{path}: {error!r}")
@@ -139,6 +160,7 @@ class Hall:
             self.snapshots(),
         ]
         tasks = [asyncio.create_task(self._guarded(actor)) for actor in actors]
+        tasks.append(asyncio.create_task(self._watch_lag()))
         if progress is not None:
             tasks.append(asyncio.create_task(_repeat(lambda: progress(self), 0.5)))
         await self.kiosk_done.wait()
@@ -155,6 +177,13 @@ class Hall:
         self.record.visits = list(self.visits.values())
         self.record.assistance = list(self.assistance.values())
         self.record.incidents = list(self.incidents.values())
+
+    async def _watch_lag(self, every_s: float = 0.1) -> None:
+        """The simulator's own delay: at ×100 a tenth of a second late is ten simulated seconds."""
+        while True:
+            asked = real_time.monotonic()
+            await asyncio.sleep(every_s)
+            self.tally.lags.append(real_time.monotonic() - asked - every_s)
 
     async def _guarded(self, actor: Awaitable[None]) -> None:
         """An actor that fails is a failure of the books, never a silent stop."""
@@ -182,10 +211,12 @@ class Hall:
         give_up = self.plan.closes_at + timedelta(hours=3)
         while any(v.outcome is None for v in self.visits.values()) and self.clock.now() < give_up:
             await self.pause(timedelta(minutes=1))
-        for visit in self.visits.values():
-            if visit.outcome is None:
-                await self.call("POST", "queue", f"/tickets/{visit.ticket_id}/cancel", "kiosk")
-                visit.outcome, visit.finished_at = "cancelled", self.clock.now()
+        left = [visit for visit in self.visits.values() if visit.outcome is None]
+        await asyncio.gather(
+            *(self.call("POST", "queue", f"/tickets/{visit.ticket_id}/cancel", "kiosk") for visit in left)
+        )
+        for visit in left:
+            visit.outcome, visit.finished_at = "cancelled", self.clock.now()
 
     # --- the ticket kiosk and the gate -------------------------------------------------------------
 
@@ -305,7 +336,7 @@ class Hall:
                 await self._leave(visit, visitor)
             return
         await self.pause(timedelta(seconds=self.rng.uniform(20, 60)))  # walking up to the window
-        await self.call("POST", "queue", f"/tickets/{ticket_id}/start", "window")
+        await self.call("POST", "queue", f"/tickets/{ticket_id}/start", "window", {"staff_id": f"S-{window_id}"})
         visit.started_at = self.clock.now()
         await self.pause(timedelta(minutes=visitor.service_minutes * self.plan_scale))
         if visitor.transfer_to and not visit.transferred:
@@ -337,11 +368,14 @@ class Hall:
         await self._leave(visit, visitor)
 
     async def _rate(self, visit: Visit, visitor: PlannedVisitor) -> None:
-        for _ in range(600):  # the invitation follows ticket.completed over Kafka
+        await self.pause(timedelta(seconds=self.rng.uniform(10, 40)))  # stepping over to the rating device
+        nap = 0.05
+        for _ in range(60):  # the invitation follows ticket.completed over Kafka
             answer = await self.call("GET", "feedback", f"/invitations/{visit.ticket_id}", "window", expect=(200, 404))
             if answer.status_code == 200:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(nap)
+            nap = min(nap * 2, 1.0)
         body: dict[str, Any] = {"subject_type": "ticket", "subject_id": visit.ticket_id, "score": visitor.rating}
         if visitor.rating_contact:
             body["contact"] = visitor.rating_contact
@@ -361,14 +395,19 @@ class Hall:
     # --- the concierge desk ------------------------------------------------------------------------
 
     async def concierge_desk(self) -> None:
+        """The desk's screen shows new requests (looked at every 30 s); the shelves are checked
+        every 5 minutes."""
         working: set[str] = set()
+        shelves_checked = self.clock.now() - RESTOCK_EVERY
         while True:
             assigned = await self.call("GET", "concierge", "/assistance?status=assigned&limit=500", "concierge")
             for request in assigned.json() if assigned.status_code == 200 else []:
                 if request["assistance_id"] not in working:
                     working.add(request["assistance_id"])
                     self.errand(self._help(request))
-            await self._restock()
+            if self.clock.now() - shelves_checked >= RESTOCK_EVERY:
+                shelves_checked = self.clock.now()
+                await self._restock()
             await self.pause(timedelta(seconds=30))
 
     async def _help(self, request: dict[str, Any]) -> None:
@@ -561,13 +600,13 @@ class Hall:
 
     async def snapshot(self) -> Snapshot:
         queues, windows, inventory, loans, assistance, incidents, occupancy = await asyncio.gather(
-            self.http.get(f"{self.services.queue}/queues", headers=TOKENS["ops"]),
-            self.http.get(f"{self.services.queue}/windows", headers=TOKENS["ops"]),
-            self.http.get(f"{self.services.concierge}/inventory", headers=TOKENS["ops"]),
-            self.http.get(f"{self.services.concierge}/loans?status=out&limit=500", headers=TOKENS["ops"]),
-            self.http.get(f"{self.services.concierge}/assistance?limit=500", headers=TOKENS["ops"]),
-            self.http.get(f"{self.services.parking}/incidents?limit=500", headers=TOKENS["ops"]),
-            self.http.get(f"{self.services.parking}/occupancy", headers=TOKENS["ops"]),
+            self.send("GET", f"{self.services.queue}/queues", headers=TOKENS["ops"]),
+            self.send("GET", f"{self.services.queue}/windows", headers=TOKENS["ops"]),
+            self.send("GET", f"{self.services.concierge}/inventory", headers=TOKENS["ops"]),
+            self.send("GET", f"{self.services.concierge}/loans?status=out&limit=500", headers=TOKENS["ops"]),
+            self.send("GET", f"{self.services.concierge}/assistance?limit=500", headers=TOKENS["ops"]),
+            self.send("GET", f"{self.services.parking}/incidents?limit=500", headers=TOKENS["ops"]),
+            self.send("GET", f"{self.services.parking}/occupancy", headers=TOKENS["ops"]),
         )
         open_windows = [w for w in windows.json() if w["state"] == "open"]
         now_real, seen = real_time.monotonic(), sum(self.tally.commands.values())
@@ -588,9 +627,11 @@ class Hall:
         )
 
 
-def service_scale(plan: DayPlan, *, windows: int, busy: float = 0.8) -> float:
+def service_scale(plan: DayPlan, *, windows: int, busy: float = 0.45) -> float:
     """The catalogue's minutes are an item's full handling; at the counter most visits take less.
-    Service times are scaled so the day's work fits `busy` of the windows' day (1.0 when it fits)."""
+    Service times are scaled so the day's work fits `busy` of the windows' day (1.0 when it fits).
+    The rest of a window's day goes to lunch (about a tenth), the citizen walking up after the call
+    (40 s on average), the terminal's calls, and the lulls between the peaks."""
     work = sum(v.service_minutes for v in plan.visitors)
     open_minutes = (plan.closes_at - plan.opens_at).total_seconds() / 60 * windows * busy
     return min(1.0, open_minutes / work) if work else 1.0

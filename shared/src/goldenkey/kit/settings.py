@@ -14,7 +14,8 @@ from goldenkey.kit.clock import BusinessHours
 class KitSettings(BaseSettings):
     """What every service needs; a service subclasses it for its own settings."""
 
-    model_config = SettingsConfigDict(env_prefix="GOLDENKEY_", extra="ignore")
+    # An empty variable is an unset one: compose passes `${GOLDENKEY_CLOCK_START:-}` through as "".
+    model_config = SettingsConfigDict(env_prefix="GOLDENKEY_", extra="ignore", env_ignore_empty=True)
 
     service: str = Field(default="goldenkey", pattern=r"^[a-z]+$")
     http_host: str = "127.0.0.1"
