@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -39,6 +40,8 @@ from goldenkey.kit.kafka import admin_kwargs
 from goldenkey.kit.settings import KitSettings
 
 HALL = ZoneInfo("Asia/Shanghai")
+TERMINATED = threading.Event()
+"""Set when SIGTERM asked the demo to stop (and not something else that cancelled it)."""
 LEAD = timedelta(minutes=10)
 """The simulated day starts this long before opening: windows open at 08:55."""
 
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(run(args, day))
     except (KeyboardInterrupt, asyncio.CancelledError):
+        if not TERMINATED.is_set() and not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            raise  # cancelled by nobody who asked: a defect, shown with where it came from
         print("interrupted: the demo's stack is stopped", file=sys.stderr)
         return 130
 
@@ -136,7 +141,12 @@ async def run(args: argparse.Namespace, day: date) -> int:
     # A terminated demo (a closed terminal, `kill`, a CI timeout) stops the stack it started, as Ctrl-C does.
     main_task = asyncio.current_task()
     assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+
+    def terminate() -> None:
+        TERMINATED.set()
+        main_task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     console = Console(stderr=True)
     stack, root, parts = None, None, []
     prometheus = args.prometheus_url
@@ -318,7 +328,8 @@ async def _figures(hall: Hall) -> None:
     hall.record.complaints_by_status = by_status
     hall.record.figures |= {
         "commands": sum(hall.tally.commands.values()),
-        "refused by the rules (409)": sum(hall.tally.refused.values()),
+        "refused by the rules (409)": dict(hall.tally.refused),
+        "sent again (no answer, or 503)": dict(hall.tally.retried),
         "commands per real second": round(sum(hall.tally.commands.values()) / max(hall.record.real_seconds, 1e-6), 1),
         "simulated hours per real minute": round((hall.clock.speed * 60) / 3600, 2),
         **_spread("request latency", hall.tally.latencies),

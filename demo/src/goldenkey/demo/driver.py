@@ -29,6 +29,8 @@ from goldenkey.kit.clock import SimulatedClock
 TOKENS = {role: {"Authorization": f"Bearer dev-{role}"} for role in ("kiosk", "window", "concierge", "guard", "ops")}
 SNAPSHOT_EVERY = timedelta(minutes=5)
 RESTOCK_EVERY = timedelta(minutes=5)
+IN_PROGRESS = "a request with this Idempotency-Key is in progress"
+"""The kit's 409 to a retry that arrives while the first attempt runs (goldenkey.kit.http)."""
 CONNECTIONS = 128
 """Requests in flight at once, over as many connections (the hall's devices, pooled)."""
 IDLE_POLL = timedelta(minutes=5)
@@ -50,6 +52,8 @@ class Tally:
 
     commands: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    retried: Counter[str] = field(default_factory=Counter)
+    """Requests sent again after no answer or a 503, by route and why."""
     latencies: list[float] = field(default_factory=list)
     """Each request's real seconds, from sending to its answer: whether the stack kept up."""
     queued: list[float] = field(default_factory=list)
@@ -122,19 +126,31 @@ class Hall:
         headers = dict(TOKENS[role])
         if method == "POST":  # a retry after a lost answer gets the first answer, not a second command
             headers["Idempotency-Key"] = uuid.uuid4().hex
-        for attempt in range(5):
+        name = f"{method} {service}{_template(path)}"
+        attempt = 0
+        while True:
             try:
                 answer = await self.send(method, url, json=body, headers=headers)
             except httpx.TransportError as error:
                 if attempt == 4:
                     self.tally.failures.append(f"{method} {service}{path}: {error!r}")
                     raise
+                self.tally.retried[f"{name} ({type(error).__name__})"] += 1
                 await asyncio.sleep(0.2 * 2**attempt)
+                attempt += 1
                 continue
             if answer.status_code == 503 and attempt < 4:
+                self.tally.retried[f"{name} (503 {answer.text[:80]})"] += 1
                 await asyncio.sleep(0.2 * 2**attempt)
+                attempt += 1
                 continue
-            name = f"{method} {service}{_template(path)}"
+            if answer.status_code == 409 and IN_PROGRESS in answer.text:
+                # A retry met its own first attempt still running (its answer was lost to us, not
+                # to the service): wait for that answer rather than take it for a refusal, or a
+                # window's lost call-next leaves its citizen called and never served.
+                self.tally.retried[f"{name} (first attempt still running)"] += 1
+                await asyncio.sleep(0.2)
+                continue
             if answer.status_code in expect:
                 self.tally.commands[name] += method != "GET"
             elif answer.status_code == 409:
@@ -142,7 +158,6 @@ class Hall:
             else:
                 self.tally.failures.append(f"{name} → {answer.status_code}: {answer.text[:200]}")
             return answer
-        raise AssertionError("unreachable")
 
     # --- the day -----------------------------------------------------------------------------------
 
