@@ -324,8 +324,9 @@ class QueueService:
         one waiting line: read at most `WAITING_TTL_S` ago, with the tickets this instance issued
         since, less those its calls claimed. (Reading the day's line for every call made the calls
         of 58 windows queue behind each other's reads.) Only a ticket issued within that second by
-        another instance, or while the line was being read, can be overtaken; and a call that finds nobody reads afresh before it
-        answers so, so a window is never told "nobody" while someone waits."""
+        another instance, or while the line was being read, can be overtaken; and a call that
+        finds nobody reads afresh before it answers so, so a window is never told "nobody" while
+        someone waits."""
         window = await self.window(window_id)
         window.can_call()
         categories = await self.store.categories()
