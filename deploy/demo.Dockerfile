@@ -19,14 +19,15 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 goldenkey \
  && useradd --system --uid 10001 --gid goldenkey --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin goldenkey \
- && mkdir -p /report && chown 10001:10001 /report
+ && mkdir -p /report /var/cache/matplotlib && chown 10001:10001 /report \
+ && chmod 1777 /var/cache/matplotlib
 COPY --from=builder /opt/venv /opt/venv
 # The dashboards whose every panel the books check against Prometheus.
 COPY deploy/grafana/dashboards/ /opt/goldenkey/dashboards/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    MPLCONFIGDIR=/tmp/matplotlib \
+    MPLCONFIGDIR=/var/cache/matplotlib \
     GOLDENKEY_DASHBOARDS=/opt/goldenkey/dashboards
 LABEL org.opencontainers.image.title="goldenkey-demo" \
       org.opencontainers.image.description="Golden Key Hall: a simulated hall day through the services' HTTP APIs"
