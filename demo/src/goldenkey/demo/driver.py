@@ -508,19 +508,17 @@ class Hall:
                 self.incidents.setdefault(record.incident_id, record)
                 self.errand(self._follow_incident(record, planned.plate if stranger else None))
 
+    async def _resolve(self, record: IncidentRecord, resolution: str, guard_id: str) -> None:
+        body = {"resolution": resolution, "guard_id": guard_id}
+        await self.call("POST", "parking", f"/incidents/{record.incident_id}/resolve", "guard", body)
+
     async def _follow_incident(self, record: IncidentRecord, stranger_plate: str | None) -> None:
         """The guard waits for the owner (paged) or for ops (escalated); a flat tyre is the
         concierge's; anything else the guard resolves once someone came."""
         while True:
             await self.pause(timedelta(minutes=1))
             if self.closing.is_set():  # the evening guard deals with what is left
-                await self.call(
-                    "POST",
-                    "parking",
-                    f"/incidents/{record.incident_id}/resolve",
-                    "guard",
-                    {"resolution": "dealt with at closing", "guard_id": "G-3"},
-                )
+                await self._resolve(record, "dealt with at closing", "G-3")
             incident = (await self.call("GET", "parking", f"/incidents/{record.incident_id}", "guard")).json()
             record.notified_at = _at(incident.get("notified_at"))
             record.escalated_at = _at(incident.get("escalated_at"))
@@ -546,22 +544,10 @@ class Hall:
                 )
             elif incident["status"] == "acknowledged" and record.kind != "flat_tyre":
                 await self.pause(timedelta(minutes=self.rng.uniform(2, 8)))
-                await self.call(
-                    "POST",
-                    "parking",
-                    f"/incidents/{record.incident_id}/resolve",
-                    "guard",
-                    {"resolution": "dealt with", "guard_id": "G-2"},
-                )
+                await self._resolve(record, "dealt with", "G-2")
             elif incident["status"] == "acknowledged" and record.kind == "flat_tyre" and record.notified_at is None:
                 await self.pause(timedelta(minutes=20))  # ops reached the owner; the tyre gets changed
-                await self.call(
-                    "POST",
-                    "parking",
-                    f"/incidents/{record.incident_id}/resolve",
-                    "guard",
-                    {"resolution": "owner changed the wheel", "guard_id": "G-2"},
-                )
+                await self._resolve(record, "owner changed the wheel", "G-2")
 
     # --- feedback ----------------------------------------------------------------------------------
 
