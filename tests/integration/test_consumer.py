@@ -26,7 +26,7 @@ def paint_request(contract: Contract, widget_id: str, colour: str, event_id: str
     return CloudEvent(
         id=event_id,
         type=contract.PaintRequested.__event_type__,  # type: ignore[attr-defined]
-        source="goldenkey/elsewhere",
+        source="goldenkey/kittest",
         time=NOW,
         subject=widget_id,
         data={"widget_id": widget_id, "colour": colour},

@@ -31,6 +31,7 @@ from goldenkey.contracts import (
     schemas,
 )
 from goldenkey.contracts.__main__ import main as contracts_cli
+from goldenkey.contracts.registry import MAX_EVENT_BYTES, ForgedSource, OversizeEvent, TooDeep
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "events"
@@ -449,6 +450,69 @@ def test_parse_event_rejects_bad_data_as_a_schema_violation_and_so_does_the_expo
         parse_event(message)
     # The published schema must refuse what the code refuses, or producers of other teams drift.
     assert not validator(committed_schema(event_type)).is_valid(json.loads(message))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 30_000 + b"1" + b"}" * 30_000],
+    ids=["arrays", "objects"],
+)
+def test_parse_event_calls_json_nested_too_deep_to_decode_poison_not_a_recursion_error(message: bytes) -> None:
+    with pytest.raises(TooDeep) as poison:
+        parse_event(message)
+    assert poison.value.kind == "too_deep"
+    assert isinstance(poison.value, MalformedEvent)
+
+
+def test_a_deeply_nested_payload_inside_a_valid_envelope_is_poison_too() -> None:
+    document = json.loads(raw("ticket.issued", ticket_issued_data()))
+    text = json.dumps(document).replace('"data": {', '"data": {"deep": ' + "[" * 50_000 + "]" * 50_000 + ", ", 1)
+    with pytest.raises(TooDeep):
+        parse_event(text)
+
+
+def test_parse_event_refuses_an_event_larger_than_the_maximum_before_decoding_it() -> None:
+    assert MAX_EVENT_BYTES == 256 * 1024
+    small = raw("ticket.issued", ticket_issued_data())
+    padded = json.loads(small)
+    padded["data"]["padding"] = "x" * MAX_EVENT_BYTES  # valid but for its size: readers ignore unknown fields
+    with pytest.raises(OversizeEvent) as poison:
+        parse_event(json.dumps(padded))
+    assert poison.value.kind == "oversize"
+    with pytest.raises(OversizeEvent):
+        parse_event(small, max_bytes=len(small) - 1)
+    with pytest.raises(OversizeEvent):  # by its bytes, not its characters
+        parse_event(b'"' + "陕".encode() * 400 + b'"', max_bytes=1000)
+    assert parse_event(small, max_bytes=len(small))[0].type == "ticket.issued"
+
+
+@pytest.mark.parametrize("source", ["goldenkey/parking", "goldenkey/feedback", "goldenkey/queues"])
+def test_parse_event_refuses_an_event_whose_source_is_not_its_type_s_producer(source: str) -> None:
+    document = json.loads(raw("ticket.issued", ticket_issued_data()))
+    document["source"] = source
+    with pytest.raises(ForgedSource) as poison:
+        parse_event(json.dumps(document))
+    assert poison.value.kind == "forged_source"
+    assert "goldenkey/queue" in str(poison.value)
+
+
+def test_every_registered_type_is_accepted_from_its_own_producer_only() -> None:
+    for event_type, spec in EVENTS.items():
+        document = json.loads(raw(event_type, {}))
+        assert document["source"] == f"goldenkey/{spec.producer}"
+        with contextlib.suppress(SchemaViolation):  # {} is no valid payload for most: the source passed
+            parse_event(json.dumps(document))
+        other = next(s for s in ("goldenkey/queue", "goldenkey/parking") if s != spec.source)
+        with pytest.raises(ForgedSource):
+            parse_event(json.dumps({**document, "source": other}))
+
+
+def test_the_poison_kinds_are_the_dead_letter_kinds_the_docs_name() -> None:
+    kinds = {
+        cls.kind for cls in (MalformedEvent, TooDeep, OversizeEvent, UnknownEventType, ForgedSource, SchemaViolation)
+    }
+    assert kinds == {"malformed", "too_deep", "oversize", "unknown_type", "forged_source", "schema_violation"}
+    assert PoisonMessage.kind == "poison"
 
 
 JSON = st.recursive(

@@ -121,6 +121,10 @@ def spec_for(model: type[EventData]) -> EventSpec:
     return EVENTS[type_]
 
 
+MAX_EVENT_BYTES = 256 * 1024
+"""The largest event `parse_event` accepts by default; a bigger record is poison ("oversize")."""
+
+
 class PoisonMessage(ValueError):
     """A message no retry can fix: it goes to the dead-letter topic."""
 
@@ -131,16 +135,45 @@ class MalformedEvent(PoisonMessage):
     kind = "malformed"
 
 
+class TooDeep(MalformedEvent):
+    """JSON nested deeper than the decoder goes (`[[[[…`): Python's decoder gives up with a RecursionError."""
+
+    kind = "too_deep"
+
+
+class OversizeEvent(PoisonMessage):
+    kind = "oversize"
+
+
 class UnknownEventType(PoisonMessage):
     kind = "unknown_type"
+
+
+class ForgedSource(PoisonMessage):
+    """An event whose `source` is not the service that emits its type."""
+
+    kind = "forged_source"
 
 
 class SchemaViolation(PoisonMessage):
     kind = "schema_violation"
 
 
-def parse_event(raw: bytes | str) -> tuple[CloudEvent, EventData]:
-    """Decode a structured-mode CloudEvent and validate its `data` against its type's model."""
+def parse_event(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> tuple[CloudEvent, EventData]:
+    """Decode a structured-mode CloudEvent and validate its `data` against its type's model.
+
+    Raises a `PoisonMessage` — and nothing else — for anything that is not a well-formed event of
+    a known type from the service that emits that type."""
+    size = len(raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise OversizeEvent(f"{size} bytes, more than the {max_bytes} an event may have")
+    try:
+        return _parse(raw)
+    except RecursionError:
+        raise TooDeep("JSON nested too deeply to decode") from None
+
+
+def _parse(raw: bytes | str) -> tuple[CloudEvent, EventData]:
     try:
         document: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -154,6 +187,9 @@ def parse_event(raw: bytes | str) -> tuple[CloudEvent, EventData]:
     spec = EVENTS.get(envelope.type)
     if spec is None:
         raise UnknownEventType(f"unknown event type {envelope.type!r}")
+    if envelope.source != spec.source:
+        # A type has one producer (DESIGN §3): the envelope's pattern alone would let anyone speak for it.
+        raise ForgedSource(f"{envelope.type} is emitted by {spec.source}, not {envelope.source}")
     try:
         data = spec.model.model_validate(envelope.data)
     except ValidationError as error:
