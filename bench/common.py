@@ -179,6 +179,7 @@ class ServiceProcess:
             "GOLDENKEY_MONGODB_URL": infra.mongodb_url,
             "GOLDENKEY_MONGODB_DATABASE": database,
             "GOLDENKEY_HTTP_PORT": str(self.port),
+            "GOLDENKEY_DEV_MODE": "true",
             "GOLDENKEY_DEV_TOKENS": "true",
             "GOLDENKEY_BUSINESS_HOURS": "Mon-Sun 00:00-24:00",
             "GOLDENKEY_LOG_LEVEL": "WARNING",

@@ -168,6 +168,7 @@ def bench_settings(infra: Infra) -> KitSettings:
         service="bench" + letters(8),
         kafka_bootstrap=infra.kafka_bootstrap,
         mongodb_url=infra.mongodb_url,
+        dev_mode=True,
         dev_tokens=True,
     )
 

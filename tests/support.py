@@ -123,11 +123,12 @@ class RunningApp:
 
 def on_the_test_stack(infra: Any, service: str, **more: Any) -> dict[str, Any]:
     """Settings of a service under test: the test stack's Kafka and database server, a database of
-    its own, the dev tokens, and quick retries."""
+    its own, dev mode with the dev tokens (and the dev PII key), and quick retries."""
     return {
         "kafka_bootstrap": infra.kafka_bootstrap,
         "mongodb_url": infra.mongodb_url,
         "mongodb_database": unique(f"{service}_"),
+        "dev_mode": True,
         "dev_tokens": True,
         "consumer_backoff_s": 0.05,
         **more,

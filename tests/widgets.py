@@ -81,6 +81,7 @@ def settings_for(infra: Any, **overrides: Any) -> KitSettings:
         "service": "kittest" + letters(8),
         "kafka_bootstrap": infra.kafka_bootstrap,
         "mongodb_url": infra.mongodb_url,
+        "dev_mode": True,
         "dev_tokens": True,
         "relay_interval_s": 0.1,
         "consumer_backoff_s": 0.05,

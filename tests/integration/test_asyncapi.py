@@ -47,6 +47,7 @@ def common(infra: Any, database: str) -> dict[str, Any]:
         "kafka_bootstrap": infra.kafka_bootstrap,
         "mongodb_url": infra.mongodb_url,
         "mongodb_database": unique(database),
+        "dev_mode": True,
         "dev_tokens": True,
         "consumer_backoff_s": 0.05,
         "mongodb_timeout_ms": 2000,

@@ -71,6 +71,7 @@ async def test_every_operation_answers_as_documented_whatever_it_is_sent(infra: 
         kafka_bootstrap=infra.kafka_bootstrap,
         mongodb_url=infra.mongodb_url,
         mongodb_database=unique(f"{service.name}_"),
+        dev_mode=True,
         dev_tokens=True,
         business_hours="Mon-Sun 00:00-24:00",  # the same rules whenever the test runs
     )

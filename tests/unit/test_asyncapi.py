@@ -38,7 +38,7 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]
 
 def service_app(service: str) -> Any:
     module = importlib.import_module(f"goldenkey.{service}.app")
-    return module.build_app(module.Settings())
+    return module.build_app(module.Settings(dev_mode=True))
 
 
 def document_of(service: str) -> dict[str, Any]:
@@ -261,7 +261,7 @@ def test_the_envelope_says_how_to_compare_sequence() -> None:
 
 
 def test_a_service_without_a_consumer_has_no_dead_letter_channel() -> None:
-    kit = ServiceKit(KitSettings(service="widgets"))
+    kit = ServiceKit(KitSettings(service="widgets", dev_mode=True))
     kit.emits(EVENTS["ticket.issued"].model)
     kit.app()
     document: dict[str, Any] = json.loads(kit.asyncapi().to_json())

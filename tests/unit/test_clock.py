@@ -122,7 +122,9 @@ def test_the_settings_choose_the_clock() -> None:
     clock = clock_of(start, 100.0, datetime.now(UTC))
     assert isinstance(clock, SimulatedClock)
     assert clock.now() >= start
-    settings = KitSettings(clock_start="2026-11-25T09:00:00+08:00", clock_speed=100, clock_anchor=datetime.now(UTC))
+    settings = KitSettings(
+        clock_start="2026-11-25T09:00:00+08:00", clock_speed=100, clock_anchor=datetime.now(UTC), dev_mode=True
+    )
     assert isinstance(ServiceKit(settings).clock, SimulatedClock)
     with pytest.raises(ValueError, match="aware"):
         SimulatedClock(datetime(2026, 11, 25, 9), speed=10)

@@ -6,20 +6,81 @@ old list (they would dead-letter the event), so a new value needs a `.v2` event 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt
+from pydantic import AfterValidator, Field, NonNegativeFloat, NonNegativeInt
+
+# --- personal numbers in free text (DESIGN §8.2) -------------------------------------------------
+
+_DIGIT = "[0-9０-９]"
+_SEPARATORS = " \u00a0\u3000.-‐‑–－"
+_GAPS = _SEPARATORS + ")）"
+_GAP = f"[)）]?[{re.escape(_SEPARATORS)}]?"
+"""What people type between a number's digits: a space, a dash, a dot, a closing bracket."""
+
+
+def _digits(first: str, count: int, last: str = _DIGIT) -> str:
+    """`count` digits, the first and last of the given classes, with at most a gap between any two."""
+    return f"{first}(?:{_GAP}{_DIGIT}){{{count - 2}}}{_GAP}{last}"
+
+
+_CHINA = "[8８][6６]"
+_PERSONAL_NUMBER = re.compile(
+    rf"(?<!{_DIGIT})(?:"
+    rf"(?P<id18>{_digits('[1-9１-９]', 18, '[0-9０-９XxＸｘ]')})"  # resident ID: 17 digits and a check digit or X
+    rf"|(?P<id15>{_digits('[1-9１-９]', 15)})"  # the old 15-digit ID
+    rf"|(?:(?:[+＋]|[0０]{{2}}){_CHINA}{_GAP}|[(（][+＋]?{_CHINA}[)）]{_GAP})?"  # +86, 0086, (+86)
+    rf"(?P<mobile>[1１]{_GAP}{_digits('[3-9３-９]', 10)})"  # 1[3-9] and nine digits
+    rf"|(?P<landline>[0０](?:{_GAP}{_DIGIT}){{10,11}})"  # area code and number: 029-8888 1234, 0755-1234567
+    rf")(?!{_DIGIT})"
+)
+"""Longest first, and bounded by non-digits, so an ID number is not taken for the mobile inside it."""
+
+
+def _masked(number: str, keep_head: int, keep_tail: int) -> str:
+    """`number` with its digits but the first `keep_head` and last `keep_tail` starred; gaps stay."""
+    total = sum(c not in _GAPS for c in number)
+    seen, out = 0, []
+    for c in number:
+        if c in _GAPS:
+            out.append(c)
+            continue
+        out.append(c if seen < keep_head or seen >= total - keep_tail else "*")
+        seen += 1
+    return "".join(out)
+
+
+def _mask_number(match: re.Match[str]) -> str:
+    kind = match.lastgroup
+    number = match.group(kind or 0)
+    if kind == "mobile":  # +86 and the like stay
+        start = match.start("mobile") - match.start()
+        return match.group(0)[:start] + _masked(number, 3, 4)
+    if kind == "landline":
+        area = 3 if number.lstrip(_GAPS)[1:].lstrip(_GAPS)[:1] in "12１２" else 4  # 010, 02x; else 0xxx
+        return _masked(number, area, 4)
+    return _masked(number, 4, 4)
+
+
+def mask_free_text(text: str) -> str:
+    """Free text with the mainland mobile numbers, landlines and resident ID numbers in it masked
+    as a plate is: '电话 138-1234-5678' → '电话 138-****-5678', '6101021990030712 3X' →
+    '6101********** 123X'. Its length and everything else stay, so masking twice changes nothing."""
+    return _PERSONAL_NUMBER.sub(_mask_number, text)
+
 
 # --- constrained strings -------------------------------------------------------------------------
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 """Any identifier: ticket, window, loan, unit, sku, category, staff, guard…"""
 
-Text = Annotated[str, Field(min_length=1, max_length=1000)]
-"""Free text typed by a person (a note, a message, a resolution)."""
+Text = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(mask_free_text)]
+"""Free text typed by a person (a note, a message, a resolution). Phone and ID numbers in it are
+masked (`mask_free_text`) whoever builds the event: the raw text stays in the service's database."""
 
-ShortText = Annotated[str, Field(min_length=1, max_length=200)]
-"""A short human-readable label (a location in the hall)."""
+ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(mask_free_text)]
+"""A short human-readable text (a location in the hall, a reason), masked as `Text` is."""
 
 TicketNumber = Annotated[str, Field(pattern=r"^[A-Z][0-9]{3,5}$", max_length=8)]
 """What the display shows: the category's ticket letter and the day's sequence number ("B023")."""
@@ -102,4 +163,5 @@ __all__ = [
     "Text",
     "TicketNumber",
     "VehicleSource",
+    "mask_free_text",
 ]

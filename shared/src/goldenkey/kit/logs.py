@@ -1,21 +1,48 @@
-"""JSON log lines (structlog) that carry the correlation id of the visit or case at hand."""
+"""JSON log lines (structlog) that carry the correlation id of the visit or case at hand, with the
+phone and ID numbers in them masked (DESIGN §8.2)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
 import structlog
 
+from goldenkey.contracts.vocabulary import mask_free_text
+
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+UNMASKED = frozenset({"timestamp", "level", "logger", "service", "correlation_id"})
+"""Keys whose values are the log line's own, never typed by a person (nor are ids, `…_id`)."""
 
 
 def _add_correlation_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     if (cid := correlation_id.get()) is not None:
         event_dict.setdefault("correlation_id", cid)
     return event_dict
+
+
+def mask_personal_numbers(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    """A structlog processor: the phone and ID numbers in a log line's values — the message, a
+    traceback, an error's text, a value a handler logged — masked as in events (`mask_free_text`)."""
+    return {
+        key: value if key in UNMASKED or key == "id" or key.endswith("_id") else _masked(value)
+        for key, value in event_dict.items()
+    }
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_free_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(item) for item in value]
+    return mask_free_text(repr(value))  # what the JSON renderer would write for it
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
@@ -39,6 +66,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            mask_personal_numbers,  # last before rendering: the traceback is text by now
             renderer,
         ],
     )

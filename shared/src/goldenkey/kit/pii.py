@@ -1,7 +1,8 @@
 """Personal data helpers (DESIGN §8.2): normalise, hash with a key, mask.
 
 Events and logs carry only the keyed hash and the masked form; the raw value stays with the one
-service that needs it.
+service that needs it. Free text (a note, a message) is masked where it leaves a service: the event
+models' text fields and the log lines do it themselves (`mask_free_text`, docs/security.md).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import hashlib
 import hmac
 import re
 import unicodedata
+
+from goldenkey.contracts.vocabulary import mask_free_text as mask_free_text  # events mask with it too
 
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 """The 31 provinces' characters, the first character of every ordinary civilian plate."""
