@@ -24,6 +24,8 @@ OPENING = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 on a Wednesday in X
 DESK = {"Authorization": "Bearer dev-concierge"}
 OPS = {"Authorization": "Bearer dev-ops"}
 KIOSK = {"Authorization": "Bearer dev-kiosk"}
+WINDOW = {"Authorization": "Bearer dev-window"}
+"""A window terminal asks for a concierge and hears whom it went to (a kiosk does not: docs/access.md)."""
 TOPICS = ("concierge.loans", "concierge.stock", "concierge.assistance")
 
 
@@ -52,6 +54,7 @@ async def desk(infra: Any) -> AsyncIterator[Desk]:
         kafka_bootstrap=infra.kafka_bootstrap,
         mongodb_url=infra.mongodb_url,
         mongodb_database=unique("concierge_"),
+        dev_mode=True,
         dev_tokens=True,
         consumer_backoff_s=0.05,
         mongodb_timeout_ms=2000,
@@ -140,14 +143,14 @@ async def test_requests_at_once_are_shared_out_evenly_as_the_least_loaded_rule_s
     concierge two more than another. (Requests from needs on other tests' tickets, consumed from the
     shared topic, may join in: the rule counts them too.)"""
     body = {"kind": "escort", "location": "东门"}
-    first = await asyncio.gather(*(desk.post("/assistance", body, headers=KIOSK) for _ in range(10)))
+    first = await asyncio.gather(*(desk.post("/assistance", body, headers=WINDOW) for _ in range(10)))
     assert all(a.status_code == 201 for a in first), [a.text for a in first]
     now = await loads(desk)
     assert sum(now.values()) >= 10
     assert max(now.values()) - min(now.values()) <= 1, now
     async with second_desk(desk) as other:
         clients = [desk.client, other]
-        more = await asyncio.gather(*(clients[n % 2].post("/assistance", json=body, headers=KIOSK) for n in range(10)))
+        more = await asyncio.gather(*(clients[n % 2].post("/assistance", json=body, headers=WINDOW) for n in range(10)))
     assert all(a.status_code == 201 for a in more), [a.text for a in more]
     now = await loads(desk)
     assert sum(now.values()) >= 20
@@ -156,7 +159,7 @@ async def test_requests_at_once_are_shared_out_evenly_as_the_least_loaded_rule_s
     theirs = [a.json()["assistance_id"] for a in (*first, *more) if a.json()["concierge_id"] == busiest]
     for assistance_id in theirs[:2]:  # two of theirs done: now they have the fewest
         assert (await desk.post(f"/assistance/{assistance_id}/complete", {})).status_code == 200
-    assert (await desk.post("/assistance", body, headers=KIOSK)).json()["concierge_id"] == busiest
+    assert (await desk.post("/assistance", body, headers=WINDOW)).json()["concierge_id"] == busiest
 
 
 async def test_a_unit_is_never_lent_twice(desk: Desk) -> None:
@@ -201,7 +204,7 @@ async def test_a_loan_is_due_at_closing_reminded_before_and_overdue_exactly_once
 
 async def test_an_unaccepted_request_is_escalated_after_three_minutes_and_reassigned(desk: Desk, infra: Any) -> None:
     async with TopicReader(infra.kafka_bootstrap, "concierge.assistance") as reader:
-        first = (await desk.post("/assistance", {"kind": "escort", "location": "东门"}, headers=KIOSK)).json()
+        first = (await desk.post("/assistance", {"kind": "escort", "location": "东门"}, headers=WINDOW)).json()
         second = (await desk.post("/assistance", {"kind": "other"})).json()
         assert first["status"] == "assigned"
         assert second["concierge_id"] != first["concierge_id"], "the least-loaded concierge takes the next one"

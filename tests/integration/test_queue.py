@@ -60,6 +60,7 @@ async def serving(infra: Any, clock: ManualClock, **settings: Any) -> AsyncItera
             kafka_bootstrap=infra.kafka_bootstrap,
             mongodb_url=infra.mongodb_url,
             mongodb_database=unique("queue_"),
+            dev_mode=True,
             dev_tokens=True,
             consumer_backoff_s=0.05,
             mongodb_timeout_ms=2000,

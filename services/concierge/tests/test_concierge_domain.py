@@ -26,10 +26,12 @@ from goldenkey.concierge.domain import (
     loan_due_at,
     loan_is_due_soon,
     loan_is_overdue,
+    requester,
 )
 from goldenkey.concierge.store import shipped
 from goldenkey.contracts import ItemLent, ItemReturnRequested, StockLow, TicketCompleted, envelope_for
 from goldenkey.kit import BusinessCalendar, Conflict, Invalid
+from goldenkey.kit.errors import Forbidden
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Xi'an
 CALENDAR = BusinessCalendar.of("Asia/Shanghai", "Mon-Fri 09:00-17:00")
@@ -326,3 +328,35 @@ def test_a_minimum_raised_above_what_is_left_is_a_crossing_too() -> None:
     item.edit(T0, name_zh=None, name_en=None, minimum=30)  # below already: no news
     assert [type(p.data) for p in item.pending_events] == [StockLow]
     assert item.name_en == "Sweets"
+
+
+# --- who may act on a request (docs/access.md) -------------------------------------------------------
+
+
+def test_a_concierge_s_own_handset_acts_only_on_the_requests_given_to_them() -> None:
+    request = Assistance.request(assistance_id="a-1", kind="escort", at=T0, requested_by=requester("window", "W09"))
+    with pytest.raises(Forbidden, match="given to nobody"):
+        request.must_be_held_by("GK1")
+    request.assign("GK1", T0)
+    request.must_be_held_by("GK1")
+    with pytest.raises(Forbidden, match="given to GK1"):
+        request.must_be_held_by("GK2")
+
+
+def test_a_device_withdraws_what_it_asked_for_and_an_unbound_token_what_its_role_asked_for() -> None:
+    by_w09 = Assistance.request(assistance_id="a-1", kind="escort", at=T0, requested_by=requester("window", "W09"))
+    by_a_window = Assistance.request(assistance_id="a-2", kind="escort", at=T0, requested_by=requester("window", None))
+    by_an_event = Assistance.request(assistance_id="a-3", kind="wheelchair", at=T0, ticket_id="t-1")
+    assert (by_w09.requested_by, by_a_window.requested_by, by_an_event.requested_by) == ("window:W09", "window", None)
+    by_w09.must_be_asked_by("window", "W09")
+    by_w09.must_be_asked_by("window", None)
+    by_a_window.must_be_asked_by("window", None)
+    for request, role, bound_to in [
+        (by_w09, "window", "W10"),
+        (by_w09, "guard", None),
+        (by_a_window, "window", "W09"),
+        (by_an_event, "window", None),
+        (by_an_event, "guard", "G1"),
+    ]:
+        with pytest.raises(Forbidden, match="concierge desk"):
+            request.must_be_asked_by(role, bound_to)

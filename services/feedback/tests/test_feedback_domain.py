@@ -51,6 +51,7 @@ from goldenkey.feedback.domain import (
 )
 from goldenkey.feedback.workdays import OfficialYear, WorkingDays
 from goldenkey.kit import Aggregate, Conflict, Invalid
+from goldenkey.kit.errors import Forbidden
 
 HALL = ZoneInfo("Asia/Shanghai")
 CLOSES = time(17, 0)
@@ -1037,3 +1038,11 @@ def test_a_month_not_written_like_2026_11_is_refused(text: str) -> None:
 def test_an_official_year_listing_a_day_of_another_year_is_refused() -> None:
     with pytest.raises(ValidationError, match="official year 2027 lists days of another year"):
         Rules.model_validate({"official": {"2027": {"holidays": ["2028-01-03"]}}})
+
+
+def test_a_window_s_rating_device_is_asked_about_its_own_window_s_services() -> None:
+    invitation().must_be_at_window("W01")
+    with pytest.raises(Forbidden, match="served by window W01"):
+        invitation().must_be_at_window("W02")
+    with pytest.raises(Forbidden, match="CONCIERGE"):
+        invitation(subject_type="assistance", unit="CONCIERGE", window_id=None).must_be_at_window("W01")

@@ -30,6 +30,7 @@ from goldenkey.contracts import (
 )
 from goldenkey.contracts.vocabulary import IncidentKind
 from goldenkey.kit import Aggregate, Conflict, Invalid, ManualClock, pii
+from goldenkey.kit.errors import Forbidden
 from goldenkey.parking.domain import (
     EARLY_START,
     NOTIFY_WITHIN,
@@ -843,3 +844,10 @@ def test_a_report_by_space_is_the_same_problem_as_one_on_that_space_without_a_pl
 @pytest.mark.parametrize("status", STATUSES)
 def test_only_an_open_incident_is_the_same_problem(status: IncidentStatus) -> None:
     assert same_problem(incident_in(status), "lights_on", H1, None) is (status != "resolved")
+
+
+def test_a_guard_s_own_handset_scans_and_finishes_only_their_own_round() -> None:
+    patrol = Patrol.start(patrol_id="p-1", day=DAY, route=["GATE", "A-NORTH"], guard_id="G1", at=T0)
+    patrol.must_be_walked_by("G1")
+    with pytest.raises(Forbidden, match="walked by G1"):
+        patrol.must_be_walked_by("G2")

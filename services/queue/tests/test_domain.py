@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from goldenkey.kit import BusinessCalendar, Conflict
+from goldenkey.kit.errors import Forbidden
 from goldenkey.queue.domain import (
     Category,
     Coverage,
@@ -17,9 +18,11 @@ from goldenkey.queue.domain import (
     Window,
     daily_stats,
     estimated_wait,
+    new_slip_code,
     next_ticket_for_window,
     pausing_leaves_category_uncovered,
     positions,
+    slip_code_hash,
     ticket_number,
     uncovered_categories,
 )
@@ -265,3 +268,69 @@ def test_the_days_figures_count_service_level_and_broken_one_trip_promises() -> 
     assert stats["by_category"]["B"]["service_level"] == 0.5  # type: ignore[index]
     assert stats["by_window"]["W12"]["average_service_s"] == 600  # type: ignore[index]
     assert "W11" in stats["by_window"]  # type: ignore[operator]
+
+
+# --- who may act on a ticket (docs/access.md) ------------------------------------------------------
+
+
+def test_a_kiosk_acts_for_a_ticket_only_when_shown_the_code_on_its_slip() -> None:
+    code = new_slip_code()
+    slipped = Ticket.issue(
+        ticket_id="t1",
+        number="B001",
+        category="B",
+        item_code="B001",
+        channel="kiosk",
+        at=T0,
+        day=T0.date(),
+        slip_code=code,
+    )
+    slipped.must_be_shown_its_slip(code)
+    slipped.must_be_shown_its_slip(f" {code.lower()} ")  # typed off the slip
+    for wrong in (None, new_slip_code(), ""):
+        with pytest.raises(Forbidden):
+            slipped.must_be_shown_its_slip(wrong)
+    assert code not in slipped.model_dump_json(), "only the hash is kept"
+    with pytest.raises(Forbidden):
+        ticket(2).must_be_shown_its_slip(code)  # a ticket from before slips carried a code: staff only
+
+
+def test_a_slip_printed_again_voids_the_first_code() -> None:
+    first, second = new_slip_code(), new_slip_code()
+    slipped = Ticket.issue(
+        ticket_id="t1",
+        number="B001",
+        category="B",
+        item_code="B001",
+        channel="kiosk",
+        at=T0,
+        day=T0.date(),
+        slip_code=first,
+    )
+    slipped.new_slip(second)
+    slipped.must_be_shown_its_slip(second)
+    with pytest.raises(Forbidden):
+        slipped.must_be_shown_its_slip(first)
+
+
+def test_slip_codes_are_unambiguous_and_salted_by_the_ticket() -> None:
+    codes = {new_slip_code() for _ in range(200)}
+    assert len(codes) == 200
+    assert all(len(c) == 8 and not set(c) & set("01IO") for c in codes)
+    code = codes.pop()
+    assert slip_code_hash("t1", code) != slip_code_hash("t2", code)
+
+
+def test_a_window_acts_on_the_tickets_at_it_and_for_a_cancel_on_those_at_no_window() -> None:
+    waiting, called = ticket(1), ticket(2)
+    called.call("W09", T0)
+    called.must_be_at_window("W09")
+    with pytest.raises(Forbidden, match="at window W09"):
+        called.must_be_at_window("W10")
+    with pytest.raises(Forbidden, match="W10"):
+        called.must_be_at_window("W10", or_at_none=True)
+    with pytest.raises(Forbidden, match="not at any window"):
+        waiting.must_be_at_window("W09")
+    waiting.must_be_at_window("W09", or_at_none=True)
+    called.mark_no_show(T0)
+    called.must_be_at_window("W09")  # missed there: the window that called it may let it rejoin

@@ -83,6 +83,8 @@ class Hall:
         self.visits: dict[str, Visit] = {}
         self.by_index: dict[int, Visit] = {}
         self.planned: dict[str, PlannedVisitor] = {}
+        self.slips: dict[str, str] = {}
+        """ticket id → the code on its slip: a kiosk asks for it to cancel or rejoin the ticket"""
         self.assistance: dict[str, AssistanceRecord] = {}
         self.incidents: dict[str, IncidentRecord] = {}
         self.windows: dict[str, list[str]] = {}
@@ -228,7 +230,10 @@ class Hall:
             await self.pause(timedelta(minutes=1))
         left = [visit for visit in self.visits.values() if visit.outcome is None]
         await asyncio.gather(
-            *(self.call("POST", "queue", f"/tickets/{visit.ticket_id}/cancel", "kiosk") for visit in left)
+            *(
+                self.call("POST", "queue", f"/tickets/{v.ticket_id}/cancel", "kiosk", self.slip(v.ticket_id))
+                for v in left
+            )
         )
         for visit in left:
             visit.outcome, visit.finished_at = "cancelled", self.clock.now()
@@ -255,6 +260,7 @@ class Hall:
         if answer.status_code != 201:
             return
         ticket = answer.json()
+        self.slips[ticket["ticket_id"]] = ticket["slip_code"]
         visit = Visit(
             ticket_id=ticket["ticket_id"],
             number=ticket["number"],
@@ -280,6 +286,10 @@ class Hall:
                 await self.call("POST", "concierge", "/dispensations", "concierge", body, expect=(201,))
             ).status_code == 201:
                 self.dispensed[sku] += qty
+
+    def slip(self, ticket_id: str) -> dict[str, str]:
+        """What a citizen shows the kiosk of their ticket: the code on its slip (docs/access.md)."""
+        return {"slip_code": self.slips[ticket_id]}
 
     def errand(self, job: Awaitable[None]) -> None:
         """Something a visitor or a member of staff does on the side (kept, so it is not lost)."""
@@ -372,7 +382,7 @@ class Hall:
 
     async def _rejoin(self, ticket_id: str) -> None:
         await self.pause(timedelta(minutes=self.rng.uniform(2, 8)))
-        await self.call("POST", "queue", f"/tickets/{ticket_id}/rejoin", "kiosk")
+        await self.call("POST", "queue", f"/tickets/{ticket_id}/rejoin", "kiosk", self.slip(ticket_id))
         visit = self.visits.get(ticket_id)
         if visit is not None:
             self.someone_joined(visit.category)

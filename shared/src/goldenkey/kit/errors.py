@@ -29,6 +29,13 @@ class Missing(DomainError):
     status = 404
 
 
+class Forbidden(DomainError):
+    """The caller's role may do this, but not to this one: a ticket at another window, a slip's
+    code that does not match (docs/access.md)."""
+
+    status = 403
+
+
 class Problem(BaseModel):
     """One thing wrong with a request's input, as FastAPI's validation reports it."""
 

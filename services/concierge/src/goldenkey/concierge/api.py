@@ -1,12 +1,18 @@
-"""The concierge's HTTP API: thin — validate, authorise, call the use case, answer."""
+"""The concierge's HTTP API: thin — validate, authorise, call the use case, answer.
+
+Who may do what, and to whom, is docs/access.md: a concierge's own handset (a token bound to
+them) acts on the requests given to them and on their own duty; a window's or a guard's device
+withdraws only the requests it made; a kiosk asks for help and sees no concierge's id.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from goldenkey.concierge.domain import (
     Assistance,
@@ -17,10 +23,12 @@ from goldenkey.concierge.domain import (
     Loan,
     LoanStatus,
     UnitState,
+    requester,
 )
 from goldenkey.concierge.service import ConciergeService
 from goldenkey.contracts.vocabulary import AssistanceKind, ReturnCondition, ReturnReminderReason
 from goldenkey.kit import NewId, Principal, error_responses, require
+from goldenkey.kit.errors import Forbidden
 from goldenkey.kit.inputs import PAGE, Limit, Line, Lines, Offset, Strict, matching
 from goldenkey.kit.pii import mask_phone
 
@@ -28,14 +36,30 @@ router = APIRouter()
 STAFF = ("concierge",)
 READERS = ("concierge", "ops")
 REQUESTERS = ("concierge", "kiosk", "window", "guard")
+CANCELLERS = ("concierge", "window", "guard", "ops")
+SEES_CONCIERGES = {"concierge", "window", "guard", "ops", "admin"}
+"""Who sees which concierge holds a request (not the public kiosk)."""
 Sku = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9-]{0,39}$")]
 UnitId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}$")]
 Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")]
 """A ticket or incident id another service gave out."""
 Note = Annotated[Lines, Field(max_length=1000)]
 Short = Annotated[Line, Field(max_length=200)]
+ItemId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[\w.:-]+$", description="An id this service gave out.")
+]
+SkuPath = Annotated[
+    str, Path(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9-]*$", description="An item's sku, e.g. `umbrella`.")
+]
+UnitPath = Annotated[
+    str, Path(min_length=1, max_length=40, pattern=r"^[A-Z0-9][A-Z0-9-]*$", description="A unit's id, e.g. `UM-03`.")
+]
+ConciergeId = Annotated[
+    str, Path(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9-]*$", description="A concierge's id, e.g. `GK2`.")
+]
 STEP = error_responses(404, 409, 422)
-"""What a step of a request's lifecycle can end in besides success."""
+"""What a step of a request's lifecycle can end in besides success (and 403: the token's role
+may do it, but not to this request)."""
 
 
 class Borrower(Strict):
@@ -199,11 +223,14 @@ class Dispensed(BaseModel):
     remaining: int
 
 
-class AssistanceView(BaseModel):
+class PublicAssistanceView(BaseModel):
+    """A request as the kiosk that asked for it hears back: no concierge's id (docs/access.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     assistance_id: str
     kind: AssistanceKind
     status: AssistanceStatus
-    concierge_id: str | None
     ticket_id: str | None
     incident_id: str | None
     location: str | None
@@ -215,12 +242,11 @@ class AssistanceView(BaseModel):
     escalations: int
 
     @classmethod
-    def of(cls, a: Assistance) -> AssistanceView:
+    def of(cls, a: Assistance) -> PublicAssistanceView:
         return cls(
             assistance_id=a.id,
             kind=a.kind,
             status=a.status,
-            concierge_id=a.concierge_id,
             ticket_id=a.ticket_id,
             incident_id=a.incident_id,
             location=a.location,
@@ -231,6 +257,38 @@ class AssistanceView(BaseModel):
             closed_at=a.closed_at,
             escalations=a.escalations,
         )
+
+
+class AssistanceView(PublicAssistanceView):
+    model_config = ConfigDict(extra="ignore")
+
+    concierge_id: str | None
+    requested_by: str | None
+    """The device that asked (`window:W09`, `guard`, `kiosk`…); none for what an event asked."""
+
+    @classmethod
+    def of(cls, a: Assistance) -> AssistanceView:
+        return cls(**PublicAssistanceView.of(a).model_dump(), concierge_id=a.concierge_id, requested_by=a.requested_by)
+
+
+def assistance_answer(who: Principal, a: Assistance) -> AssistanceView | PublicAssistanceView:
+    return AssistanceView.of(a) if who.role in SEES_CONCIERGES else PublicAssistanceView.of(a)
+
+
+def own_requests(who: Principal) -> Callable[[Assistance], None]:
+    """The check a step makes of the caller: a concierge's handset, a request given to them."""
+    if who.role == "concierge" and who.bound_to is not None:
+        concierge_id = who.bound_to
+        return lambda a: a.must_be_held_by(concierge_id)
+    return lambda _: None
+
+
+def may_withdraw(who: Principal) -> Callable[[Assistance], None]:
+    """The desk and ops cancel any request; a window or a guard the requests it asked for."""
+    if who.role in ("window", "guard"):
+        role, bound_to = who.role, who.bound_to
+        return lambda a: a.must_be_asked_by(role, bound_to)
+    return own_requests(who)
 
 
 class ConciergeView(BaseModel):
@@ -285,13 +343,13 @@ async def loans(
 
 
 @router.get("/loans/{loan_id}", tags=["loans"], responses=error_responses(404))
-async def get_loan(loan_id: str, desk: Desk, _: Annotated[Principal, Depends(require(*READERS))]) -> LoanView:
+async def get_loan(loan_id: ItemId, desk: Desk, _: Annotated[Principal, Depends(require(*READERS))]) -> LoanView:
     return LoanView.of(await desk.loan(loan_id))
 
 
 @router.post("/loans/{loan_id}/return", tags=["loans"], responses=error_responses(404, 409, 422))
 async def give_back(
-    loan_id: str, body: ReturnItem, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+    loan_id: ItemId, body: ReturnItem, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
 ) -> LoanView:
     """The unit is back (ok: to the shelf; damaged: to maintenance) or written off as lost."""
     return LoanView.of(await desk.give_back(loan_id, body.condition))
@@ -321,14 +379,14 @@ async def inventory(desk: Desk, _: Annotated[Principal, Depends(require(*READERS
 
 @router.post("/inventory/{sku}/restock", tags=["inventory"], responses=error_responses(404, 422))
 async def restock(
-    sku: str, body: Restock, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+    sku: SkuPath, body: Restock, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
 ) -> ConsumableView:
     return ConsumableView.of(await desk.restock(sku, body.qty))
 
 
 @router.put("/inventory/{sku}", tags=["inventory"], responses=error_responses(404, 422))
 async def edit_inventory(
-    sku: str, body: EditInventory, desk: Desk, _: Annotated[Principal, Depends(require("admin"))]
+    sku: SkuPath, body: EditInventory, desk: Desk, _: Annotated[Principal, Depends(require("admin"))]
 ) -> ConsumableView | LendableView:
     """Rename an item, or change a consumable's minimum: admin only."""
     if not body.model_dump(exclude_none=True):
@@ -339,7 +397,7 @@ async def edit_inventory(
 
 @router.post("/inventory/{sku}/units", status_code=201, tags=["inventory"], responses=error_responses(404, 409, 422))
 async def add_unit(
-    sku: str, body: NewUnit, desk: Desk, _: Annotated[Principal, Depends(require("admin"))]
+    sku: SkuPath, body: NewUnit, desk: Desk, _: Annotated[Principal, Depends(require("admin"))]
 ) -> LendableView:
     """A new unit joins the lending box: admin only."""
     return LendableView.of(await desk.add_unit(sku, body.unit_id))
@@ -347,7 +405,7 @@ async def add_unit(
 
 @router.post("/inventory/{sku}/units/{unit_id}/repaired", tags=["inventory"], responses=error_responses(404, 409, 422))
 async def repaired(
-    sku: str, unit_id: str, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
+    sku: SkuPath, unit_id: UnitPath, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]
 ) -> LendableView:
     """A unit back from maintenance goes on the shelf again."""
     return LendableView.of(await desk.repaired(sku, unit_id))
@@ -361,9 +419,10 @@ async def request_assistance(
     body: RequestAssistance,
     new_id: NewId,
     desk: Desk,
-    _: Annotated[Principal, Depends(require(*REQUESTERS))],
-) -> AssistanceView:
-    """Ask for a concierge: assigned at once to the least-loaded one on duty, or queued."""
+    who: Annotated[Principal, Depends(require(*REQUESTERS))],
+) -> AssistanceView | PublicAssistanceView:
+    """Ask for a concierge: assigned at once to the least-loaded one on duty, or queued. The
+    request remembers the device that asked; a kiosk hears back no concierge's id."""
     assistance = await desk.request_assistance(
         new_id,
         kind=body.kind,
@@ -371,8 +430,9 @@ async def request_assistance(
         incident_id=body.incident_id,
         location=body.location,
         note=body.note,
+        requested_by=requester(who.role, who.bound_to),
     )
-    return AssistanceView.of(assistance)
+    return assistance_answer(who, assistance)
 
 
 @router.get("/assistance", tags=["assistance"], responses=error_responses(422))
@@ -395,34 +455,39 @@ async def list_assistance(
 
 @router.get("/assistance/{assistance_id}", tags=["assistance"], responses=error_responses(404))
 async def get_assistance(
-    assistance_id: str, desk: Desk, _: Annotated[Principal, Depends(require(*READERS))]
+    assistance_id: ItemId, desk: Desk, _: Annotated[Principal, Depends(require(*READERS))]
 ) -> AssistanceView:
     return AssistanceView.of(await desk.assistance(assistance_id))
 
 
 @router.post("/assistance/{assistance_id}/accept", tags=["assistance"], responses=STEP)
-async def accept(assistance_id: str, desk: Desk, _: Annotated[Principal, Depends(require(*STAFF))]) -> AssistanceView:
-    return AssistanceView.of(await desk.accept(assistance_id))
+async def accept(
+    assistance_id: ItemId, desk: Desk, who: Annotated[Principal, Depends(require(*STAFF))]
+) -> AssistanceView:
+    """On my way: a concierge's own handset accepts only what was given to them."""
+    return AssistanceView.of(await desk.accept(assistance_id, own_requests(who)))
 
 
 @router.post("/assistance/{assistance_id}/complete", tags=["assistance"], responses=STEP)
 async def complete(
-    assistance_id: str,
+    assistance_id: ItemId,
     desk: Desk,
-    _: Annotated[Principal, Depends(require(*STAFF))],
+    who: Annotated[Principal, Depends(require(*STAFF))],
     body: CompleteAssistance | None = None,
 ) -> AssistanceView:
-    return AssistanceView.of(await desk.complete(assistance_id, body.note if body else None))
+    return AssistanceView.of(await desk.complete(assistance_id, body.note if body else None, own_requests(who)))
 
 
 @router.post("/assistance/{assistance_id}/cancel", tags=["assistance"], responses=STEP)
 async def cancel(
-    assistance_id: str,
+    assistance_id: ItemId,
     desk: Desk,
-    _: Annotated[Principal, Depends(require(*REQUESTERS))],
+    who: Annotated[Principal, Depends(require(*CANCELLERS))],
     body: CancelAssistance | None = None,
 ) -> AssistanceView:
-    return AssistanceView.of(await desk.cancel(assistance_id, body.reason if body else None))
+    """No help needed after all: the desk or ops, the concierge it was given to, or the window or
+    guard device that asked for it. A kiosk cannot: anyone may stand at it."""
+    return AssistanceView.of(await desk.cancel(assistance_id, body.reason if body else None, may_withdraw(who)))
 
 
 # --- the roster --------------------------------------------------------------------------------
@@ -437,6 +502,9 @@ async def concierges(desk: Desk, _: Annotated[Principal, Depends(require(*READER
 
 @router.post("/concierges/{concierge_id}/duty", tags=["roster"], responses=error_responses(404, 422))
 async def duty(
-    concierge_id: str, body: Duty, desk: Desk, _: Annotated[Principal, Depends(require("concierge", "ops"))]
+    concierge_id: ConciergeId, body: Duty, desk: Desk, who: Annotated[Principal, Depends(require("concierge", "ops"))]
 ) -> ConciergeView:
+    """On or off duty: the desk or ops for anyone; a concierge's own handset for them alone."""
+    if who.role == "concierge" and who.bound_to is not None and who.bound_to != concierge_id:
+        raise Forbidden(f"this token is {who.bound_to}'s: it may not change {concierge_id}'s duty")
     return ConciergeView.of(await desk.set_duty(concierge_id, body.on_duty))

@@ -28,6 +28,7 @@ from goldenkey.contracts import (
 )
 from goldenkey.contracts.vocabulary import AssistanceKind, Need, ReturnCondition, ReturnReminderReason
 from goldenkey.kit import Aggregate, Conflict, Invalid, Missing
+from goldenkey.kit.errors import Forbidden
 
 UnitState = Literal["shelf", "lent", "maintenance", "lost"]
 LoanStatus = Literal["out", "returned", "lost"]
@@ -400,6 +401,9 @@ class Assistance(Aggregate):
     passed_over: list[str] = Field(default_factory=list)
     """Concierges who let it wait past the acceptance time, or went off duty with it: the next
     assignment avoids them."""
+    requested_by: str | None = None
+    """The device that asked (`requester`): `window:W09`, `guard`, `kiosk`…; None for a request
+    made from an event (a ticket's needs, a tyre alert)."""
 
     @classmethod
     def request(
@@ -413,6 +417,7 @@ class Assistance(Aggregate):
         location: str | None = None,
         note: str | None = None,
         cause: CloudEvent | None = None,
+        requested_by: str | None = None,
     ) -> Assistance:
         """A new request; with the `cause` (a ticket's needs, a tyre alert) its event derives from it."""
         assistance = cls(
@@ -424,6 +429,7 @@ class Assistance(Aggregate):
             note=note,
             correlation=(cause.correlationid if cause else None) or ticket_id or incident_id or assistance_id,
             requested_at=at,
+            requested_by=requested_by,
         )
         assistance.record(
             AssistanceRequested(
@@ -443,6 +449,22 @@ class Assistance(Aggregate):
     def _require(self, *allowed: AssistanceStatus, doing: str) -> None:
         if self.status not in allowed:
             raise Conflict(f"assistance {self.id} is {self.status}; cannot {doing} (needs {' or '.join(allowed)})")
+
+    # --- who may act on it (docs/access.md) -------------------------------------------------------
+
+    def must_be_held_by(self, concierge_id: str) -> None:
+        """A concierge's own handset acts on the requests given to them, not a colleague's."""
+        if self.concierge_id != concierge_id:
+            held = f"given to {self.concierge_id}" if self.concierge_id else "given to nobody yet"
+            raise Forbidden(f"assistance {self.id} is {held}: {concierge_id} may not act on it")
+
+    def must_be_asked_by(self, role: str, bound_to: str | None) -> None:
+        """A window's or a guard's device withdraws the requests it made; a token of the role not
+        bound to one device, any its role made. What events asked for is the desk's to cancel."""
+        asked = self.requested_by or ""
+        if asked.partition(":")[0] == role and (bound_to is None or asked == requester(role, bound_to)):
+            return
+        raise Forbidden(f"assistance {self.id} was not asked for from this {role}: the concierge desk may cancel it")
 
     def assign(self, concierge_id: str, at: datetime) -> None:
         self._require("queued", doing="assign it")
@@ -541,6 +563,11 @@ class Assistance(Aggregate):
             at=at,
             correlation_id=self.correlation,
         )
+
+
+def requester(role: str, bound_to: str | None) -> str:
+    """How a request remembers the device that asked: its role, and what its token is bound to."""
+    return f"{role}:{bound_to}" if bound_to else role
 
 
 def acceptance_overdue(assistance: Assistance, now: datetime) -> bool:

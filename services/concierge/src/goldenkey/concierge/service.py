@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -212,6 +212,7 @@ class ConciergeService:
         location: str | None = None,
         note: str | None = None,
         cause: CloudEvent | None = None,
+        requested_by: str | None = None,
     ) -> Assistance:
         """Record the request and give it at once to the least-loaded concierge on duty (or queue it):
         the request and its assignment are one write, so the desk hears of both together."""
@@ -225,6 +226,7 @@ class ConciergeService:
             location=location,
             note=note,
             cause=cause,
+            requested_by=requested_by,
         )
         chosen = await self._claim_concierge(assistance, retry=True)
         if chosen is not None:
@@ -315,25 +317,44 @@ class ConciergeService:
             raise Missing(f"no assistance request {assistance_id}")
         return found
 
-    async def accept(self, assistance_id: str) -> Assistance:
+    async def accept(self, assistance_id: str, check: Callable[[Assistance], None] = lambda _: None) -> Assistance:
         await self.assistance(assistance_id)
-        assistance = await self.store.assistance.update(assistance_id, lambda a: a.accept(self.clock.now()))
+
+        def accept(a: Assistance) -> None:
+            check(a)
+            a.accept(self.clock.now())
+
+        assistance = await self.store.assistance.update(assistance_id, accept)
         assert assistance.accepted_at is not None
         self.metrics.accept.labels(assistance.kind).observe(
             (assistance.accepted_at - assistance.requested_at).total_seconds()
         )
         return assistance
 
-    async def complete(self, assistance_id: str, note: str | None) -> Assistance:
+    async def complete(
+        self, assistance_id: str, note: str | None, check: Callable[[Assistance], None] = lambda _: None
+    ) -> Assistance:
         await self.assistance(assistance_id)
-        assistance = await self.store.assistance.update(assistance_id, lambda a: a.complete(self.clock.now(), note))
+
+        def complete(a: Assistance) -> None:
+            check(a)
+            a.complete(self.clock.now(), note)
+
+        assistance = await self.store.assistance.update(assistance_id, complete)
         if assistance.concierge_id is not None:
             await self._let_go(assistance.concierge_id, assistance_id)
         return assistance
 
-    async def cancel(self, assistance_id: str, reason: str | None) -> Assistance:
+    async def cancel(
+        self, assistance_id: str, reason: str | None, check: Callable[[Assistance], None] = lambda _: None
+    ) -> Assistance:
         await self.assistance(assistance_id)
-        assistance = await self.store.assistance.update(assistance_id, lambda a: a.cancel(self.clock.now(), reason))
+
+        def cancel(a: Assistance) -> None:
+            check(a)
+            a.cancel(self.clock.now(), reason)
+
+        assistance = await self.store.assistance.update(assistance_id, cancel)
         if assistance.concierge_id is not None:
             await self._let_go(assistance.concierge_id, assistance_id)
         return assistance

@@ -3,15 +3,18 @@
 Who may do what: the feedback kiosk and the windows' rating devices read invitations, rate and
 post in the message book; ops read everything, appeal ratings and work complaint cases; admin
 decides appeals and edits the rules. A rating is anonymous: nothing of the caller is stored with it.
+A window's rating device (a token bound to the window) rates its own window's services; the kiosk
+sees no staff id (docs/access.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from goldenkey.contracts.vocabulary import (
     AppealGround,
@@ -43,12 +46,25 @@ from goldenkey.kit.inputs import PAGE, Limit, Line, Lines, Offset, Strict, match
 router = APIRouter()
 DEVICES = ("kiosk", "window")
 READERS = ("ops",)
+SEES_STAFF = {"window", "ops", "admin"}
+"""Who sees which member of staff a rating is about (not the public kiosk)."""
+ItemId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[\w.:-]+$", description="An id a service of the hall gave out.")
+]
 Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")]
 Note = Annotated[Lines, Field(max_length=1000)]
 Who = Annotated[Line, Field(max_length=64, description="Who did it: a staff id or name.")]
 Contact = Annotated[Line, Field(max_length=100, description="A phone number or e-mail, for the follow-up call.")]
 Day = Annotated[str, Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="A local date, `YYYY-MM-DD`.")]
 STEP = error_responses(404, 409, 422)
+
+
+def own_window(who: Principal) -> Callable[[Invitation], None]:
+    """A window's rating device (a token bound to the window) is asked about its window's services."""
+    if who.role == "window" and who.bound_to is not None:
+        window_id = who.bound_to
+        return lambda invitation: invitation.must_be_at_window(window_id)
+    return lambda _: None
 
 
 def service(request: Request) -> FeedbackService:
@@ -122,12 +138,15 @@ class Level(BaseModel):
     en: str
 
 
-class InvitationView(BaseModel):
+class PublicInvitationView(BaseModel):
+    """What the feedback kiosk shows: the service, not the member of staff (docs/access.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     subject_type: SubjectType
     subject_id: str
     unit: str
     window_id: str | None
-    staff_id: str | None
     category: str | None
     kind: str | None
     invited_at: datetime
@@ -136,19 +155,30 @@ class InvitationView(BaseModel):
     """What the rating device shows, best first."""
 
     @classmethod
-    def of(cls, i: Invitation) -> InvitationView:
+    def of(cls, i: Invitation) -> PublicInvitationView:
         return cls(
             subject_type=i.subject_type,
             subject_id=i.id,
             unit=i.unit,
             window_id=i.window_id,
-            staff_id=i.staff_id,
             category=i.category,
             kind=i.kind,
             invited_at=i.invited_at,
             rated=i.rating_id is not None,
             levels=[Level(score=s, zh=zh, en=en) for s, (zh, en) in LEVELS.items()],
         )
+
+
+class InvitationView(PublicInvitationView):
+    """What the rating device at the window shows: who served the citizen, too."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    staff_id: str | None
+
+    @classmethod
+    def of(cls, i: Invitation) -> InvitationView:
+        return cls(**PublicInvitationView.of(i).model_dump(), staff_id=i.staff_id)
 
 
 class AppealView(BaseModel):
@@ -339,16 +369,20 @@ class RankingsView(BaseModel):
 
 @router.get("/invitations/{subject_id}", tags=["ratings"], responses=error_responses(404))
 async def invitation(
-    subject_id: str, feedback: Feedback, _: Annotated[Principal, Depends(require(*DEVICES, *READERS))]
-) -> InvitationView:
-    """What the rating device at the window asks about: the service just ended, and the levels."""
-    return InvitationView.of(await feedback.invitation(subject_id))
+    subject_id: ItemId, feedback: Feedback, who: Annotated[Principal, Depends(require(*DEVICES, *READERS))]
+) -> InvitationView | PublicInvitationView:
+    """What the rating device at the window asks about: the service just ended, and the levels.
+    A window's device is asked about its own window's services; the kiosk sees no staff id."""
+    found = await feedback.invitation(subject_id)
+    own_window(who)(found)
+    return InvitationView.of(found) if who.role in SEES_STAFF else PublicInvitationView.of(found)
 
 
 @router.post("/ratings", status_code=201, tags=["ratings"], responses=error_responses(404, 409, 422))
-async def rate(body: Rate, feedback: Feedback, _: Annotated[Principal, Depends(require(*DEVICES))]) -> RatedView:
+async def rate(body: Rate, feedback: Feedback, who: Annotated[Principal, Depends(require(*DEVICES))]) -> RatedView:
     """Rate an invited service, once (409 on a second: the first stands). Scores 1–2 open a
-    complaint case owned by whoever handled the visit."""
+    complaint case owned by whoever handled the visit. A window's rating device rates its own
+    window's services; the feedback kiosk any."""
     rating = await feedback.rate(
         subject_type=body.subject_type,
         subject_id=body.subject_id,
@@ -356,6 +390,7 @@ async def rate(body: Rate, feedback: Feedback, _: Annotated[Principal, Depends(r
         reasons=body.reasons,
         comment=body.comment,
         contact=body.contact if body.score <= 2 else None,
+        check=own_window(who),
     )
     return RatedView(rating_id=rating.id, subject_id=rating.subject_id, score=rating.score, bad_review=rating.bad)
 
@@ -379,14 +414,14 @@ async def ratings(
 
 @router.get("/ratings/{rating_id}", tags=["ratings"], responses=error_responses(404))
 async def get_rating(
-    rating_id: str, feedback: Feedback, _: Annotated[Principal, Depends(require(*READERS))]
+    rating_id: ItemId, feedback: Feedback, _: Annotated[Principal, Depends(require(*READERS))]
 ) -> RatingView:
     return RatingView.of(await feedback.rating(rating_id))
 
 
 @router.post("/ratings/{rating_id}/appeal", tags=["ratings"], responses=STEP)
 async def appeal(
-    rating_id: str, body: AppealBody, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
+    rating_id: ItemId, body: AppealBody, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
 ) -> RatingView:
     """Ops appeal a rating as mistaken or malicious, with a reason; an admin decides."""
     return RatingView.of(await feedback.appeal(rating_id, body.ground, body.reason))
@@ -394,7 +429,7 @@ async def appeal(
 
 @router.post("/ratings/{rating_id}/appeal/decision", tags=["ratings"], responses=STEP)
 async def decide(
-    rating_id: str, body: Decision, feedback: Feedback, _: Annotated[Principal, Depends(require("admin"))]
+    rating_id: ItemId, body: Decision, feedback: Feedback, _: Annotated[Principal, Depends(require("admin"))]
 ) -> RatingView:
     """Upheld: the rating leaves every figure and stays on record. Rejected: it counts."""
     return RatingView.of(await feedback.decide(rating_id, body.verdict, body.note))
@@ -458,14 +493,14 @@ async def complaints(
 
 @router.get("/complaints/{complaint_id}", tags=["complaints"], responses=error_responses(404))
 async def get_complaint(
-    complaint_id: str, feedback: Feedback, _: Annotated[Principal, Depends(require(*READERS))]
+    complaint_id: ItemId, feedback: Feedback, _: Annotated[Principal, Depends(require(*READERS))]
 ) -> ComplaintView:
     return ComplaintView.of(await feedback.complaint(complaint_id))
 
 
 @router.post("/complaints/{complaint_id}/verify", tags=["complaints"], responses=STEP)
 async def verify(
-    complaint_id: str, body: Verify, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
+    complaint_id: ItemId, body: Verify, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
 ) -> ComplaintView:
     """The citizen was contacted and the complaint checked: simple or complex."""
     return ComplaintView.of(await feedback.verify(complaint_id, body.note, body.by, body.complexity))
@@ -473,14 +508,14 @@ async def verify(
 
 @router.post("/complaints/{complaint_id}/rectify", tags=["complaints"], responses=STEP)
 async def rectify(
-    complaint_id: str, body: StepBody, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
+    complaint_id: ItemId, body: StepBody, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
 ) -> ComplaintView:
     return ComplaintView.of(await feedback.rectify(complaint_id, body.note, body.by))
 
 
 @router.post("/complaints/{complaint_id}/follow-up", tags=["complaints"], responses=STEP)
 async def follow_up(
-    complaint_id: str, body: FollowUp, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
+    complaint_id: ItemId, body: FollowUp, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
 ) -> ComplaintView:
     """The follow-up call (回访), required on a real-name case before it closes."""
     return ComplaintView.of(await feedback.follow_up(complaint_id, body.note, body.by, body.satisfied))
@@ -488,7 +523,7 @@ async def follow_up(
 
 @router.post("/complaints/{complaint_id}/close", tags=["complaints"], responses=STEP)
 async def close(
-    complaint_id: str, body: StepBody, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
+    complaint_id: ItemId, body: StepBody, feedback: Feedback, _: Annotated[Principal, Depends(require("ops"))]
 ) -> ComplaintView:
     return ComplaintView.of(await feedback.close(complaint_id, body.note, body.by))
 

@@ -38,6 +38,7 @@ from goldenkey.contracts.vocabulary import (
 )
 from goldenkey.feedback.workdays import OfficialYear, WorkingDays
 from goldenkey.kit import Aggregate, Conflict, Invalid
+from goldenkey.kit.errors import Forbidden
 
 LEVELS: Mapping[int, tuple[str, str]] = {
     5: ("非常满意", "very satisfied"),
@@ -171,6 +172,13 @@ class Invitation(Aggregate):
     ticket_id: str | None = None
     invited_at: datetime
     rating_id: str | None = None
+
+    def must_be_at_window(self, window_id: str) -> None:
+        """A window's rating device asks about the services of its own window (the feedback kiosk
+        about any): a visit served at another window is rated there, or at the kiosk."""
+        if self.window_id != window_id:
+            where = f"window {self.window_id}" if self.window_id else str(self.unit)
+            raise Forbidden(f"{self.id} was served by {where}: the rating device of {window_id} may not rate it")
 
 
 class Appeal(BaseModel):

@@ -3,6 +3,7 @@ or an event asks of it, on the rules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
 from goldenkey.contracts import AssistanceCompleted, CloudEvent, IncidentResolved, TicketCompleted, derived_id
@@ -135,11 +136,14 @@ class FeedbackService:
         reasons: list[str],
         comment: str | None,
         contact: str | None,
+        check: Callable[[Invitation], None] = lambda _: None,
     ) -> Rating:
         """One rating per invited service. Its id derives from the subject, so of two ratings of one
         subject exactly one is stored; the other is a 409 and the first stands. A bad review opens
-        a complaint case; the contact, if the citizen left one, goes to that case only."""
+        a complaint case; the contact, if the citizen left one, goes to that case only. `check`
+        says whether the caller may rate it, before anything is written."""
         invitation = await self.invitation(subject_id)
+        check(invitation)
         if invitation.subject_type != subject_type:
             raise Invalid(f"{subject_id} is a {invitation.subject_type}, not a {subject_type}")
         now = self.clock.now()

@@ -4,18 +4,21 @@ Who may do what: guards (and the gate's camera, which holds a guard's token) rec
 departures, report, patrol and resolve; ops read everything and take escalations over; admin edits
 the lot and the schedule; concierges may read incidents (they go out to help). Kiosks and windows
 have no business here. Raw plates are shown to guards, who stand by the car; ops see them masked.
+A guard's own handset (a token bound to them) speaks only as them (docs/access.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, overload
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field, StrictInt
 
 from goldenkey.contracts.vocabulary import IncidentKind, VehicleSource
 from goldenkey.kit import Invalid, NewId, Principal, error_responses, require
+from goldenkey.kit.errors import Forbidden
 from goldenkey.kit.inputs import PAGE, Limit, Lines, Offset, Strict, matching
 from goldenkey.parking.domain import (
     Correction,
@@ -42,8 +45,12 @@ GuardId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.-]+$"
 Slug = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Z0-9][A-Z0-9-]{0,19}$")]
 Space = Annotated[str, Field(min_length=3, max_length=26, pattern=r"^[A-Z0-9][A-Z0-9-]{0,19}-[0-9]{1,5}$")]
 Note = Annotated[Lines, Field(max_length=1000)]
+ItemId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[\w.:-]+$", description="An id this service gave out.")
+]
 STEP = error_responses(404, 409, 422)
-"""What a step of a round's or an incident's lifecycle can end in besides success."""
+"""What a step of a round's or an incident's lifecycle can end in besides success (and 403: a
+guard's own handset acting for another guard)."""
 
 
 class Arrival(Strict):
@@ -106,6 +113,28 @@ Parking = Annotated[ParkingService, Depends(service)]
 
 def sees_plates(principal: Principal) -> bool:
     return principal.role in SEES_PLATES
+
+
+@overload
+def as_guard(who: Principal, guard_id: str) -> str: ...
+@overload
+def as_guard(who: Principal, guard_id: str | None) -> str | None: ...
+def as_guard(who: Principal, guard_id: str | None) -> str | None:
+    """The guard a request speaks for. A guard's own handset (a token bound to them) speaks only
+    as them, and names them when the body leaves the guard out; any other token as it says."""
+    if who.role != "guard" or who.bound_to is None:
+        return guard_id
+    if guard_id is not None and guard_id != who.bound_to:
+        raise Forbidden(f"this token is guard {who.bound_to}'s: it may not act as {guard_id}")
+    return who.bound_to
+
+
+def own_round(who: Principal) -> Callable[[Patrol], None]:
+    """The check a round's step makes of the caller: a guard's own handset, their own round."""
+    if who.role == "guard" and who.bound_to is not None:
+        guard_id = who.bound_to
+        return lambda patrol: patrol.must_be_walked_by(guard_id)
+    return lambda _: None
 
 
 # --- views -------------------------------------------------------------------------------------------
@@ -367,7 +396,8 @@ async def head_count(
 ) -> HeadCountView:
     """A guard counted the cars: the lot's count becomes theirs, and the answer lists the visits
     that explain the difference."""
-    return HeadCountView.of(await parking.head_count(body.counted, body.guard_id), principal)
+    guard_id = as_guard(principal, body.guard_id)
+    return HeadCountView.of(await parking.head_count(body.counted, guard_id), principal)
 
 
 @router.get("/visits", tags=["vehicles"], responses=error_responses(422))
@@ -389,20 +419,21 @@ async def visits(
 
 @router.get("/visits/{visit_id}", tags=["vehicles"], responses=error_responses(404))
 async def get_visit(
-    visit_id: str, parking: Parking, principal: Annotated[Principal, Depends(require(*READERS))]
+    visit_id: ItemId, parking: Parking, principal: Annotated[Principal, Depends(require(*READERS))]
 ) -> VisitView:
     return VisitView.of(await parking.visit(visit_id), principal)
 
 
 @router.post("/visits/{visit_id}/plate", tags=["vehicles"], responses=error_responses(404, 422))
 async def correct_plate(
-    visit_id: str,
+    visit_id: ItemId,
     body: PlateCorrection,
     parking: Parking,
     principal: Annotated[Principal, Depends(require(*GUARDS))],
 ) -> VisitView:
     """A guard corrects the plate the camera misread (`vehicle.plate_corrected`)."""
-    return VisitView.of(await parking.correct_plate(visit_id, body.plate, body.guard_id), principal)
+    guard_id = as_guard(principal, body.guard_id)
+    return VisitView.of(await parking.correct_plate(visit_id, body.plate, guard_id), principal)
 
 
 @router.get("/lot", tags=["lot"])
@@ -438,11 +469,12 @@ async def reschedule(
 
 @router.post("/patrols", status_code=201, tags=["patrols"], responses=error_responses(409, 422))
 async def start_patrol(
-    body: StartPatrol, new_id: NewId, parking: Parking, _: Annotated[Principal, Depends(require(*GUARDS))]
+    body: StartPatrol, new_id: NewId, parking: Parking, who: Annotated[Principal, Depends(require(*GUARDS))]
 ) -> PatrolView:
     """A guard sets off on a round: the one due now (or named), else the latest missed one, else a
     round outside the schedule."""
-    return PatrolView.of(await parking.start_patrol(new_id, body.guard_id, body.round_id))
+    guard_id = as_guard(who, body.guard_id)
+    return PatrolView.of(await parking.start_patrol(new_id, guard_id, body.round_id))
 
 
 @router.get("/patrols", tags=["patrols"], responses=error_responses(422))
@@ -468,25 +500,25 @@ async def rounds(
 
 @router.get("/patrols/{patrol_id}", tags=["patrols"], responses=error_responses(404))
 async def get_patrol(
-    patrol_id: str, parking: Parking, _: Annotated[Principal, Depends(require(*READERS))]
+    patrol_id: ItemId, parking: Parking, _: Annotated[Principal, Depends(require(*READERS))]
 ) -> PatrolView:
     return PatrolView.of(await parking.patrol(patrol_id))
 
 
 @router.post("/patrols/{patrol_id}/checkpoints", tags=["patrols"], responses=STEP)
 async def scan(
-    patrol_id: str, body: ScanCheckpoint, parking: Parking, _: Annotated[Principal, Depends(require(*GUARDS))]
+    patrol_id: ItemId, body: ScanCheckpoint, parking: Parking, who: Annotated[Principal, Depends(require(*GUARDS))]
 ) -> PatrolView:
     """A checkpoint scanned on the round (scanning one again changes nothing)."""
-    return PatrolView.of(await parking.scan(patrol_id, body.checkpoint_id))
+    return PatrolView.of(await parking.scan(patrol_id, body.checkpoint_id, own_round(who)))
 
 
 @router.post("/patrols/{patrol_id}/finish", tags=["patrols"], responses=STEP)
 async def finish_patrol(
-    patrol_id: str, parking: Parking, _: Annotated[Principal, Depends(require(*GUARDS))]
+    patrol_id: ItemId, parking: Parking, who: Annotated[Principal, Depends(require(*GUARDS))]
 ) -> PatrolView:
     """The round is over: `patrol.completed`, naming the checkpoints not scanned."""
-    return PatrolView.of(await parking.finish_patrol(patrol_id))
+    return PatrolView.of(await parking.finish_patrol(patrol_id, own_round(who)))
 
 
 # --- incidents ---------------------------------------------------------------------------------------
@@ -509,8 +541,9 @@ async def report(
     """A guard reports a problem on a parked car: `tyre.alert` for a flat tyre, else
     `incident.reported`, naming the owner's ticket when the car's visit has one. The same kind
     of problem on the same car, still open, is not reported twice: the answer is that incident (200)."""
+    guard_id = as_guard(principal, body.guard_id)
     incident, new = await parking.report(
-        new_id, kind=body.kind, guard_id=body.guard_id, plate_text=body.plate, space=body.space, note=body.note
+        new_id, kind=body.kind, guard_id=guard_id, plate_text=body.plate, space=body.space, note=body.note
     )
     if not new:
         response.status_code = 200
@@ -536,14 +569,14 @@ async def incidents(
 
 @router.get("/incidents/{incident_id}", tags=["incidents"], responses=error_responses(404))
 async def get_incident(
-    incident_id: str, parking: Parking, principal: Annotated[Principal, Depends(require(*INCIDENT_READERS))]
+    incident_id: ItemId, parking: Parking, principal: Annotated[Principal, Depends(require(*INCIDENT_READERS))]
 ) -> IncidentView:
     return IncidentView.of(await parking.incident(incident_id), principal)
 
 
 @router.post("/incidents/{incident_id}/acknowledge", tags=["incidents"], responses=STEP)
 async def acknowledge(
-    incident_id: str,
+    incident_id: ItemId,
     parking: Parking,
     principal: Annotated[Principal, Depends(require("guard", "ops"))],
     body: Acknowledge | None = None,
@@ -552,7 +585,7 @@ async def acknowledge(
     escalation over."""
     incident = await parking.acknowledge(
         incident_id,
-        guard_id=body.guard_id if body else None,
+        guard_id=as_guard(principal, body.guard_id if body else None),
         by_ops=principal.role != "guard",
         note=body.note if body else None,
     )
@@ -561,7 +594,11 @@ async def acknowledge(
 
 @router.post("/incidents/{incident_id}/resolve", tags=["incidents"], responses=STEP)
 async def resolve(
-    incident_id: str, body: Resolve, parking: Parking, principal: Annotated[Principal, Depends(require("guard", "ops"))]
+    incident_id: ItemId,
+    body: Resolve,
+    parking: Parking,
+    principal: Annotated[Principal, Depends(require("guard", "ops"))],
 ) -> IncidentView:
     """The problem is dealt with: `incident.resolved` with what was done."""
-    return IncidentView.of(await parking.resolve(incident_id, body.resolution, body.guard_id), principal)
+    guard_id = as_guard(principal, body.guard_id)
+    return IncidentView.of(await parking.resolve(incident_id, body.resolution, guard_id), principal)

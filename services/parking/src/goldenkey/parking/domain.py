@@ -31,6 +31,7 @@ from goldenkey.contracts import (
 )
 from goldenkey.contracts.vocabulary import EscalationReason, IncidentKind, VehicleSource
 from goldenkey.kit import Aggregate, Conflict, Invalid
+from goldenkey.kit.errors import Forbidden
 
 NOTIFY_WITHIN = timedelta(minutes=5)
 """An incident whose owner is not paged within this long is escalated to ops."""
@@ -560,6 +561,12 @@ class Patrol(Aggregate):
             guard_id=guard_id,
             started_at=at,
         )
+
+    def must_be_walked_by(self, guard_id: str) -> None:
+        """A guard's own handset scans and finishes their own round, not a colleague's."""
+        if self.guard_id != guard_id:
+            walker = f"walked by {self.guard_id}" if self.guard_id else "not started by anyone"
+            raise Forbidden(f"patrol round {self.id} is {walker}: {guard_id} may not scan or finish it")
 
     @classmethod
     def missed(cls, *, scheduled: ScheduledRound, day: date, route: list[str], at: datetime) -> Patrol:

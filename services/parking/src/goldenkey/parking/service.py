@@ -371,13 +371,25 @@ class ParkingService:
             raise Missing(f"no patrol round {patrol_id}")
         return found
 
-    async def scan(self, patrol_id: str, checkpoint_id: str) -> Patrol:
+    async def scan(
+        self, patrol_id: str, checkpoint_id: str, check: Callable[[Patrol], None] = lambda _: None
+    ) -> Patrol:
         await self.patrol(patrol_id)
-        return await self.store.patrols.update(patrol_id, lambda p: p.scan(checkpoint_id, self.clock.now()))
 
-    async def finish_patrol(self, patrol_id: str) -> Patrol:
+        def scan(p: Patrol) -> None:
+            check(p)
+            p.scan(checkpoint_id, self.clock.now())
+
+        return await self.store.patrols.update(patrol_id, scan)
+
+    async def finish_patrol(self, patrol_id: str, check: Callable[[Patrol], None] = lambda _: None) -> Patrol:
         await self.patrol(patrol_id)
-        patrol = await self.store.patrols.update(patrol_id, lambda p: p.finish(self.clock.now()))
+
+        def finish(p: Patrol) -> None:
+            check(p)
+            p.finish(self.clock.now())
+
+        patrol = await self.store.patrols.update(patrol_id, finish)
         self.metrics.patrols_completed.labels("false" if patrol.missing else "true").inc()
         return patrol
 

@@ -3,6 +3,9 @@ the rule that lunch is taken in turns so no category is left without an open win
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -29,6 +32,7 @@ from goldenkey.contracts import (
 )
 from goldenkey.contracts.vocabulary import Channel, Need, Outcome, PauseReason, Priority
 from goldenkey.kit import Aggregate, Conflict
+from goldenkey.kit.errors import Forbidden
 
 TicketStatus = Literal["waiting", "called", "serving", "done", "no_show", "cancelled"]
 WindowState = Literal["closed", "open", "paused"]
@@ -39,6 +43,10 @@ REJOIN_WITHIN = timedelta(minutes=10)
 """A no-show may rejoin within this long without losing its place."""
 APPROACHING_AT = 3
 """`ticket.approaching` goes out once, when a ticket reaches this position."""
+SLIP_CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+"""No 0, O, 1 or I: a citizen may have to type it off the slip."""
+SLIP_CODE_LENGTH = 8
+"""40 random bits: guessing one at a kiosk is hopeless."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,16 @@ class Category:
 def ticket_number(letter: str, sequence: int) -> str:
     """`B023`: the category's letter and the day's sequence, at least three digits."""
     return f"{letter}{sequence:03d}"
+
+
+def new_slip_code() -> str:
+    """The code printed on a ticket's slip (and in its QR): whoever shows it holds the ticket."""
+    return "".join(secrets.choice(SLIP_CODE_ALPHABET) for _ in range(SLIP_CODE_LENGTH))
+
+
+def slip_code_hash(ticket_id: str, code: str) -> str:
+    """What the ticket keeps of its slip's code: a hash, salted with the ticket's id."""
+    return hashlib.sha256(f"{ticket_id}:{code.strip().upper()}".encode()).hexdigest()
 
 
 class TicketCounter(Aggregate):
@@ -96,6 +114,9 @@ class Ticket(Aggregate):
     outcome: Outcome | None = None
     approaching_sent: bool = False
     out_of_order: bool = False
+    slip_code_hash: str | None = None
+    """The hash of the code on its slip (`slip_code_hash`), never the code; None for tickets
+    issued before slips carried one, which only staff may cancel."""
 
     @classmethod
     def issue(
@@ -115,6 +136,7 @@ class Ticket(Aggregate):
         plate_masked: str | None = None,
         position: int | None = None,
         estimated_wait_s: float | None = None,
+        slip_code: str | None = None,
     ) -> Ticket:
         ticket = cls(
             id=ticket_id,
@@ -129,6 +151,7 @@ class Ticket(Aggregate):
             plate_masked=plate_masked,
             day=day.isoformat(),
             issued_at=at,
+            slip_code_hash=slip_code_hash(ticket_id, slip_code) if slip_code else None,
         )
         ticket.record(
             TicketIssued(
@@ -149,6 +172,27 @@ class Ticket(Aggregate):
             correlation_id=ticket_id,
         )
         return ticket
+
+    # --- who may act on it (docs/access.md) ---------------------------------------------------
+
+    def new_slip(self, code: str) -> None:
+        """A slip printed again (a retried issue whose first answer was lost): the old code is void."""
+        self.slip_code_hash = slip_code_hash(self.id, code)
+
+    def must_be_shown_its_slip(self, code: str | None) -> None:
+        """A kiosk is a public device: it acts for a ticket only when shown the code on its slip."""
+        if code is None:
+            raise Forbidden(f"show the code on ticket {self.number}'s slip (slip_code), or ask at a window")
+        if self.slip_code_hash is None or not hmac.compare_digest(self.slip_code_hash, slip_code_hash(self.id, code)):
+            raise Forbidden(f"that is not the code on ticket {self.number}'s slip; ask at a window")
+
+    def must_be_at_window(self, window_id: str, *, or_at_none: bool = False) -> None:
+        """A window's terminal acts on the tickets at its window: called, served or missed there
+        (`or_at_none`: also one not at any window, as a waiting ticket is)."""
+        if self.window_id == window_id or (or_at_none and self.window_id is None):
+            return
+        where = f"at window {self.window_id}" if self.window_id else "not at any window"
+        raise Forbidden(f"ticket {self.number} is {where}: window {window_id} may not act on it")
 
     # --- the lifecycle -----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from goldenkey.queue.domain import (
     Window,
     daily_stats,
     estimated_wait,
+    new_slip_code,
     next_ticket_for_window,
     positions,
     queue_order,
@@ -90,15 +91,17 @@ class QueueService:
         phone: str | None,
         plate: str | None,
         retry: bool = True,
-    ) -> tuple[Ticket, int | None, float | None]:
-        """Issue a ticket; with its position and estimated wait (None when it existed already).
+    ) -> tuple[Ticket, int | None, float | None, str]:
+        """Issue a ticket; with its position and estimated wait (None when it existed already),
+        and the code for its slip (kept only as a hash).
 
         `retry=False` says no earlier attempt can have created it (a first Idempotency-Key, or
         none): the look for it is skipped. Were it there after all, the insert finds it, at the
         cost of a number left unused."""
         existing = await self.store.tickets.get(ticket_id) if retry else None
         if existing is not None:  # a retried request that ran before: the first ticket stands
-            return existing, None, None
+            reprinted, code = await self._reprint(ticket_id)
+            return reprinted, None, None, code
         item = await self.store.item(item_code)
         if item is None:
             raise Invalid(f"unknown service item {item_code!r}; see GET /catalog")
@@ -119,6 +122,7 @@ class QueueService:
         # the priority and promoted ones.
         position = 1 + sum(1 for t in waiting if priority is None or queue_order(t, now, category.target_wait)[0] == 0)
         wait = estimated_wait(position, service, open_windows).total_seconds()
+        slip_code = new_slip_code()
         ticket = Ticket.issue(
             ticket_id=ticket_id,
             number=number,
@@ -134,6 +138,7 @@ class QueueService:
             plate_masked=mask_plate(plate) if plate else None,
             position=position,
             estimated_wait_s=wait,
+            slip_code=slip_code,
         )
         ticket.approach(position, wait, now)  # near the front already: told in the same write
         in_line = InLine.of(ticket)
@@ -142,14 +147,21 @@ class QueueService:
             await self.store.tickets.add(ticket)
         except AlreadyExists:
             waiting.remove(in_line)
-            return await self.store.tickets.require(ticket_id), None, None
+            reprinted, code = await self._reprint(ticket_id)
+            return reprinted, None, None, code
         except BaseException:
             waiting.remove(in_line)
             raise
         self.metrics.ticket_issued(ticket)
         self._joined_line(in_line)
         await self.announce_approaching(category.code, waiting)
-        return ticket, position, wait
+        return ticket, position, wait, slip_code
+
+    async def _reprint(self, ticket_id: str) -> tuple[Ticket, str]:
+        """A retried issue whose first answer never reached the kiosk: the code that answer
+        carried is known only by its hash, so the slip gets a new one."""
+        slip_code = new_slip_code()
+        return await self.store.tickets.update(ticket_id, lambda t: t.new_slip(slip_code)), slip_code
 
     async def status(self, ticket_id: str) -> tuple[Ticket, int | None, float | None]:
         ticket = await self.store.tickets.get(ticket_id) or await self.store.tickets.find_archived(ticket_id)
@@ -199,7 +211,9 @@ class QueueService:
         day = self.calendar.business_day(self.clock.now())
         return {"day": day.isoformat(), **daily_stats(await self.store.of_day(day), await self.store.categories())}
 
-    async def transfer(self, ticket_id: str, category_code: str) -> Ticket:
+    async def transfer(
+        self, ticket_id: str, category_code: str, check: Callable[[Ticket], None] = lambda _: None
+    ) -> Ticket:
         categories = await self.store.categories()
         if category_code not in categories:
             raise Invalid(f"unknown category {category_code!r}; see GET /categories")
@@ -207,7 +221,12 @@ class QueueService:
         number = ticket_number(
             category_code, await self.store.next_number(self.calendar.business_day(now), category_code)
         )
-        ticket = await self.store.tickets.update(ticket_id, lambda t: t.transfer(category_code, number, now))
+
+        def transfer(t: Ticket) -> None:
+            check(t)
+            t.transfer(category_code, number, now)
+
+        ticket = await self.store.tickets.update(ticket_id, transfer)
         self.store.lines_changed()
         self._line = None
         await self.announce_approaching(category_code)
@@ -232,14 +251,21 @@ class QueueService:
 
     # --- windows -------------------------------------------------------------------------------
 
-    async def start_service(self, ticket_id: str, staff_id: str | None) -> Ticket:
+    async def start_service(
+        self, ticket_id: str, staff_id: str | None, check: Callable[[Ticket], None] = lambda _: None
+    ) -> Ticket:
         """The citizen sits down at the window: served by `staff_id`, or by whoever opened the
         window (so a rating of the visit knows whom it rates)."""
         if staff_id is None:
             ticket = await self.store.tickets.require(ticket_id)
             window = await self.store.windows.get(ticket.window_id) if ticket.window_id else None
             staff_id = window.staff_id if window is not None else None
-        return await self.act(ticket_id, lambda t, at: t.start(at, staff_id))
+
+        def start(t: Ticket, at: datetime) -> None:
+            check(t)
+            t.start(at, staff_id)
+
+        return await self.act(ticket_id, start)
 
     async def window(self, window_id: str) -> Window:
         try:
