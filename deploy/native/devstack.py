@@ -246,10 +246,14 @@ class Part:
                 start_new_session=True,
                 env={**os.environ, **self.env} if self.env else None,
             )
-        self.pidfile.write_text(str(self.proc.pid))
+        self.pidfile.write_text(pid_line(self.proc.pid))
 
     def wait(self) -> None:
         wait_for_port(self.name, self.port, self.proc, self.timeout, self.logfile)
+
+    def running(self) -> int | None:
+        """The pid of this part's process while it runs (`read_pid`), else None."""
+        return read_pid(self.pidfile)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds."""
@@ -272,30 +276,69 @@ class Part:
         self.proc = None
 
 
-def read_pid(pidfile: Path) -> int | None:
+def process_state(pid: int) -> tuple[str, int] | None:
+    """Process `pid`'s state letter (`R`, `S`, … `Z` for a zombie) and start time (clock ticks
+    after boot) from /proc/<pid>/stat; None when there is no such process. The fields are counted
+    from the last `)`, since the command name before it may hold spaces and parentheses."""
     try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return pid
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
 
 
-def wait_gone(pid: int, timeout: float) -> bool:
-    """Whether process `pid` ended within `timeout` seconds (reaping it if it is our child)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:  # reap it if it is our child, or kill(pid, 0) would go on finding the zombie
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+def pid_line(pid: int) -> str:
+    """What a pid file holds: the pid and, where /proc tells it, the process's start time."""
+    state = process_state(pid)
+    return f"{pid} {state[1]}\n" if state is not None else f"{pid}\n"
+
+
+def alive(pid: int, started: int | None = None) -> bool:
+    """Whether process `pid` runs, and started at `started` when that is given (so it is not another
+    process that got the pid since). A zombie does not run: a process killed with SIGKILL stays one
+    until its parent reaps it, and `kill(pid, 0)` still finds it. But a leader thread shows as a
+    zombie as soon as it ends, while the process's other threads may run on, or still be letting go
+    of its ports: it runs while /proc lists another of its threads. Without /proc only existence is
+    known."""
+    if not Path("/proc/self/stat").exists():
         try:
             os.kill(pid, 0)
         except OSError:
-            return True
+            return False
+        return True
+    state = process_state(pid)
+    if state is None or (started is not None and state[1] != started):
+        return False
+    if state[0] not in "ZX":
+        return True
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The pid in `pidfile` while its process runs (`alive`), else None. A pid file an older
+    devstack.py wrote holds the pid alone: only the process's existence is checked then."""
+    try:
+        pid, *started = (int(field) for field in pidfile.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid, started[0] if started else None) else None
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether process `pid` ended within `timeout` seconds. Our own child is gone once reaped (the
+    kernel lets a parent reap only a process whose every thread ended); another's, once not `alive`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:  # not our child, or reaped already
+            if not alive(pid):
+                return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
@@ -496,7 +539,7 @@ class Stack:
         started: list[Part] = []
         try:
             for part in self.parts():
-                if read_pid(part.pidfile) is not None:
+                if part.running() is not None:
                     log(f"{part.name} already running on 127.0.0.1:{part.port}")
                     continue
                 part.start()
@@ -510,6 +553,12 @@ class Stack:
     def database(self) -> Part:
         """The MongoDB-protocol server's part, to stop (or kill) and start it again (tests of outages)."""
         return self._database(*self._folders())
+
+    def kafka(self) -> Part:
+        """The Kafka part, to stop (or kill) and start it again on the same port (tests of outages).
+        Its data directory stays, and is formatted only the first time, so the topics, their
+        records and the committed offsets are there after the restart."""
+        return self._kafka(*self._folders())
 
     def write_kafka_tools(self) -> list[Path]:
         """<root>/bin/kafka-topics.sh and the other tools of KAFKA_TOOLS, on this stack's classpath.
@@ -540,6 +589,7 @@ class Stack:
                 "GOLDENKEY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GOLDENKEY_MONGODB_URL": self.mongodb_url,
                 "GOLDENKEY_TOKENS_FILE": str(REPO / "deploy" / "dev-tokens.json"),
+                "GOLDENKEY_DEV_MODE": "true",  # the dev tokens and the dev PII key (docs/security.md)
                 **{k: v for k, v in os.environ.items() if k.startswith("GOLDENKEY_")},
                 **(env or {}),
                 "GOLDENKEY_HTTP_PORT": str(port),
@@ -560,7 +610,7 @@ class Stack:
 
     def up_services(self) -> None:
         for part in self.service_parts():
-            if read_pid(part.pidfile) is not None:
+            if part.running() is not None:
                 log(f"{part.name} already running on 127.0.0.1:{part.port}")
                 continue
             part.start()

@@ -6,8 +6,10 @@ Debian's `prometheus` package brings `promtool` for the scrape configs and the a
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -18,7 +20,8 @@ import pytest
 import yaml
 from jsonschema import Draft201909Validator
 
-from goldenkey.contracts import TOPICS, dlq_topic
+from deploy.kafka import acls as kafka_acls
+from goldenkey.contracts import EVENTS, TOPICS, dlq_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -155,7 +158,7 @@ def test_the_four_services_share_one_image_recipe(services: dict[str, dict[str, 
         assert environment["GOLDENKEY_HTTP_HOST"] == "0.0.0.0"
         assert environment["GOLDENKEY_KAFKA_BOOTSTRAP"] == "kafka:19092"
         assert environment["GOLDENKEY_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
-        assert environment["GOLDENKEY_KAFKA_SASL_USERNAME"]
+        assert environment["GOLDENKEY_KAFKA_SASL_USERNAME"] == name, "each service logs in as itself"
         assert environment["GOLDENKEY_KAFKA_SASL_PASSWORD"]
         url = environment["GOLDENKEY_MONGODB_URL"]
         assert url.startswith("mongodb://")
@@ -164,6 +167,90 @@ def test_the_four_services_share_one_image_recipe(services: dict[str, dict[str, 
         source, target, mode = service["volumes"][0].split(":")
         assert (ROOT / source).resolve() == ROOT / "deploy" / "dev-tokens.json"
         assert (target, mode) == (tokens, "ro")
+
+
+def jaas_users(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The SASL/PLAIN users the compose Kafka accepts on INTERNAL, and their passwords as written."""
+    jaas = services["kafka"]["environment"]["KAFKA_LISTENER_NAME_INTERNAL_PLAIN_SASL_JAAS_CONFIG"]
+    return dict(re.findall(r'user_(\w+)="([^"]*)"', jaas))
+
+
+def test_each_service_and_the_demo_log_in_to_kafka_as_a_principal_of_their_own(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    users = jaas_users(services)
+    clients = {name: services[name]["environment"] for name in (*SERVICE_PORTS, "demo")}
+    for name, environment in clients.items():
+        assert environment["GOLDENKEY_KAFKA_SASL_USERNAME"] == name
+        password = environment["GOLDENKEY_KAFKA_SASL_PASSWORD"]
+        assert password == users[name], f"{name}'s password is not the one Kafka accepts"
+        assert password.startswith(f"${{KAFKA_{name.upper()}_PASSWORD:-"), "set from the environment"
+    assert len({environment["GOLDENKEY_KAFKA_SASL_PASSWORD"] for environment in clients.values()}) == len(clients)
+    assert set(users) == {"admin", *clients}
+    init = services["kafka-init"]["environment"]
+    assert (init["SASL_USERNAME"], init["SASL_PASSWORD"]) == ("admin", users["admin"])
+
+
+def test_kafka_allows_what_the_acl_file_says_and_kafka_init_applies_it(services: dict[str, dict[str, Any]]) -> None:
+    environment = services["kafka"]["environment"]
+    assert environment["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert set(environment["KAFKA_SUPER_USERS"].split(";")) == {"User:admin", "User:ANONYMOUS"}
+    assert environment["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    # The controller's plaintext (anonymous, super user) listener is reachable from inside its container only.
+    assert "CONTROLLER://127.0.0.1:9093" in environment["KAFKA_LISTENERS"].split(",")
+    assert environment["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@127.0.0.1:9093"
+    init = services["kafka-init"]
+    source, target, mode = init["volumes"][0].split(":")
+    assert (ROOT / source).resolve() == kafka_acls.ACL_FILE
+    assert (target, mode) == (init["environment"]["ACLS"], "ro")
+    script = init["command"][0]
+    assert '"$$ACLS"' in script
+    assert "/opt/kafka/bin/kafka-acls.sh" in script
+    assert '--add --allow-principal "$$principal"' in script
+
+
+def test_the_acl_file_is_generated_from_the_contracts_and_the_handlers() -> None:
+    expected = kafka_acls.render(kafka_acls.acls())
+    assert kafka_acls.ACL_FILE.read_text(encoding="utf-8") == expected, (
+        "deploy/kafka/acls.txt is out of date: run .venv/bin/python -m deploy.kafka.acls --write"
+    )
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_PORTS))
+def test_the_acls_of_a_service_are_what_its_app_emits_and_consumes(service: str) -> None:
+    module = importlib.import_module(f"goldenkey.{service}.app")
+    kit = module.build_app(module.Settings(dev_mode=True)).state.kit
+    mine = [acl for acl in kafka_acls.read() if acl.principal == f"User:{service}"]
+    assert mine == kafka_acls.service_acls(service, kit.emitted_topics, kit.consumer.topics)
+
+
+def test_a_service_may_write_only_its_own_events_and_dead_letters_and_the_demo_nothing() -> None:
+    written: dict[str, str] = {}
+    for acl in kafka_acls.read():
+        user = acl.principal.removeprefix("User:")
+        if "Write" in acl.operations:
+            assert user in SERVICE_PORTS, f"{user} may write"
+            assert acl.resource == "topic"
+            own = {spec.topic for spec in EVENTS.values() if spec.producer == user} | {dlq_topic(user)}
+            assert set(acl.names) <= own, f"{user} may write {sorted(set(acl.names) - own)}"
+            for topic in acl.names:
+                assert written.setdefault(topic, user) == user, f"{topic} is written by {written[topic]} and {user}"
+        if acl.resource == "group":
+            assert acl.names == (user,), f"{user} may use the consumer group of {acl.names}"
+        assert set(acl.operations) <= {"Read", "Write", "Describe"}, acl
+    assert set(written) == {*TOPICS, *(dlq_topic(service) for service in SERVICE_PORTS)}
+
+
+def test_the_compose_services_run_in_dev_mode_and_say_what_production_needs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in SERVICE_PORTS:
+        assert services[name]["environment"]["GOLDENKEY_DEV_MODE"] == "true"
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    before, _, _ = text.partition('GOLDENKEY_DEV_MODE: "true"')
+    comment = " ".join(line.strip(" #") for line in before.splitlines()[-6:] if line.strip().startswith("#"))
+    for needed in ("development and demos", "production", "tokens file", "GOLDENKEY_PII_KEY", "dev mode off"):
+        assert needed in comment, f"the comment above GOLDENKEY_DEV_MODE does not say {needed!r}"
 
 
 def test_ports_are_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
