@@ -11,7 +11,7 @@ KAFKA_BIN := .devstack/bin
 BOOTSTRAP ?= 127.0.0.1:9092
 KAFKA_TOOLS_READY = test -x $(KAFKA_BIN)/kafka-topics.sh || { echo "no Kafka tools yet: make up writes them to $(KAFKA_BIN)/" >&2; exit 1; }
 
-.PHONY: all help venv tools stack up down demo compose-demo status topics lag tail lint format typecheck test test-unit test-integration test-e2e schemas dashboards bench clean
+.PHONY: all help venv tools stack up down demo compose-demo status topics lag tail lint format typecheck test test-unit test-integration test-e2e test-faults schemas dashboards bench clean
 
 all: venv ## the same as make venv
 
@@ -96,6 +96,9 @@ test-integration: stack ## the integration tests, over a throwaway Kafka and dat
 
 test-e2e: stack ## the end-to-end tests: several services over a throwaway stack
 	$(BIN)/pytest tests/e2e
+
+test-faults: stack ## the fault suite: kill -9, Kafka and the database stopped, poison, under steady load
+	$(BIN)/pytest tests/faults
 
 schemas: venv ## re-export the event JSON Schemas into docs/events
 	$(BIN)/python -m goldenkey.contracts export-schemas docs/events
