@@ -424,7 +424,7 @@ class EventConsumer:
         try:
             await self._publish_dead_letter(body, record.key, headers, deadline)
         except Exception as refused:
-            if self._stopping or kafka_unreachable(refused) or isinstance(refused, TimeoutError | PRODUCER_FATAL):
+            if self._stopping or kafka_unreachable(refused) or isinstance(refused, (TimeoutError, *PRODUCER_FATAL)):
                 log.warning("dead-letter topic unreachable; the message comes again", error=repr(refused), **where)
                 return False
             why = f"{type(refused).__name__}: {refused}" if str(refused) else type(refused).__name__
