@@ -85,7 +85,7 @@ typecheck: venv ## mypy
 
 # One pytest run shares one throwaway Kafka + mongo-java-server (memory backend) between all tests
 # (see tests/conftest.py).
-test: stack lint ## lint, type-check and every test (unit, integration, end-to-end) on a throwaway stack
+test: stack lint ## lint, type-check and every test (unit, integration, end-to-end, faults) on throwaway stacks
 	$(BIN)/pytest tests services
 
 test-unit: venv ## the unit tests (no I/O)
