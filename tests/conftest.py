@@ -4,7 +4,7 @@ Unless GOLDENKEY_KAFKA_BOOTSTRAP and GOLDENKEY_MONGODB_URL point at running ones
 say), one throwaway native stack (Apache Kafka in KRaft mode, mongo-java-server on its memory
 backend) is started on free loopback ports for the whole test session, and removed afterwards.
 Tests that need the database's data to survive a restart start their own H2-backed one
-(`Stack.throwaway(root, durable=True).database()`, see tests/integration/test_database_restart.py).
+(the `durable` fixture of tests/integration/conftest.py).
 """
 
 from __future__ import annotations

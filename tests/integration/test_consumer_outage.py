@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,17 +28,6 @@ pytestmark = [
 ]
 
 MAX_POLL_INTERVAL_MS = 8_000
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[tuple[Stack, Part]]:
-    stack = Stack.throwaway(tmp_path, durable=True)
-    part = stack.database()
-    part.start()
-    try:
-        yield stack, part
-    finally:
-        part.stop()
 
 
 async def produce_one(bootstrap: str, topic: str, value: bytes, key: bytes) -> TopicPartition:
@@ -68,9 +55,9 @@ async def group(bootstrap: str, group_id: str) -> tuple[str, list[str], dict[Top
 
 
 async def test_a_database_outage_longer_than_the_max_poll_interval_leaves_the_consumer_in_its_group(
-    infra: Any, database: tuple[Stack, Part]
+    infra: Any, durable: tuple[Stack, Part]
 ) -> None:
-    stack, db_server = database
+    stack, db_server = durable
     contract = new_contract()
     settings = settings_for(
         infra,

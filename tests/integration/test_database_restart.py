@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient, ReturnDocument
@@ -29,17 +28,6 @@ DOCUMENTS = 300
 COUNTERS = 20
 INCREMENTS = 400
 WRITERS = 8
-
-
-@pytest.fixture
-def durable(tmp_path: Path) -> Iterator[tuple[Stack, Part]]:
-    stack = Stack.throwaway(tmp_path, durable=True)
-    database = stack.database()
-    database.start()
-    try:
-        yield stack, database
-    finally:
-        database.stop()
 
 
 @pytest.fixture

@@ -273,9 +273,8 @@ def test_the_days_figures_count_service_level_and_broken_one_trip_promises() -> 
 # --- who may act on a ticket (docs/access.md) ------------------------------------------------------
 
 
-def test_a_kiosk_acts_for_a_ticket_only_when_shown_the_code_on_its_slip() -> None:
-    code = new_slip_code()
-    slipped = Ticket.issue(
+def issued_with_slip(code: str) -> Ticket:
+    return Ticket.issue(
         ticket_id="t1",
         number="B001",
         category="B",
@@ -285,6 +284,11 @@ def test_a_kiosk_acts_for_a_ticket_only_when_shown_the_code_on_its_slip() -> Non
         day=T0.date(),
         slip_code=code,
     )
+
+
+def test_a_kiosk_acts_for_a_ticket_only_when_shown_the_code_on_its_slip() -> None:
+    code = new_slip_code()
+    slipped = issued_with_slip(code)
     slipped.must_be_shown_its_slip(code)
     slipped.must_be_shown_its_slip(f" {code.lower()} ")  # typed off the slip
     for wrong in (None, new_slip_code(), ""):
@@ -297,16 +301,7 @@ def test_a_kiosk_acts_for_a_ticket_only_when_shown_the_code_on_its_slip() -> Non
 
 def test_a_slip_printed_again_voids_the_first_code() -> None:
     first, second = new_slip_code(), new_slip_code()
-    slipped = Ticket.issue(
-        ticket_id="t1",
-        number="B001",
-        category="B",
-        item_code="B001",
-        channel="kiosk",
-        at=T0,
-        day=T0.date(),
-        slip_code=first,
-    )
+    slipped = issued_with_slip(first)
     slipped.new_slip(second)
     slipped.must_be_shown_its_slip(second)
     with pytest.raises(Forbidden):
