@@ -9,11 +9,15 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from fastapi import Depends
 
+from goldenkey.kit import http as kit_http
+from goldenkey.kit.auth import Principal, require
+from goldenkey.kit.http import IDEMPOTENCY
 from tests.support import RunningApp, TopicReader, free_port, wait_for
 from tests.widgets import build, new_contract, settings_for
 
@@ -141,6 +145,41 @@ async def test_concurrent_attempts_of_one_create_make_one_thing_and_all_who_answ
     assert (again.status_code, again.headers["idempotency-replayed"]) == (201, "true"), "settled before answering"
     assert again.json()["widget_id"] in made
     assert widgets == 1
+
+
+async def test_a_running_request_keeps_its_key_past_the_stale_mark(infra: Any, monkeypatch: Any) -> None:
+    """A pending key is stale only when its attempt stopped renewing it (a crash), not when it is old."""
+    monkeypatch.setattr(kit_http, "STALE_AFTER", timedelta(seconds=1))
+    monkeypatch.setattr(kit_http, "KEEP_ALIVE_S", 0.1)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(_: Annotated[Principal, Depends(require("kiosk"))]) -> dict[str, str]:
+        entered.set()
+        await release.wait()
+        return {"done": "once"}
+
+    kit, app = build(settings_for(infra), new_contract())
+    app.add_api_route("/slow", slow, methods=["POST"])
+    headers = {**KIOSK, "Idempotency-Key": "held-open"}
+    async with RunningApp(app) as running, httpx.AsyncClient(base_url=running.url, timeout=30) as client:
+        first = asyncio.create_task(client.post("/slow", headers=headers))
+        await wait_for(entered.is_set)
+        (record,) = await kit.db[IDEMPOTENCY].find({"state": "pending"}).to_list()
+        began = record["at"]
+
+        async def renewed_past_the_stale_mark() -> bool:
+            now = await kit.db[IDEMPOTENCY].find_one({"_id": record["_id"]})
+            return now is not None and now["at"] - began > kit_http.STALE_AFTER
+
+        await wait_for(renewed_past_the_stale_mark)
+        meanwhile = await client.post("/slow", headers=headers)
+        release.set()
+        answered = await first
+        again = await client.post("/slow", headers=headers)
+    assert meanwhile.status_code == 409, "not taken over while it runs"
+    assert "in progress" in meanwhile.text
+    assert answered.status_code == again.status_code == 200
+    assert again.headers["idempotency-replayed"] == "true"
 
 
 async def test_a_retried_idempotency_key_post_gets_the_first_answer_and_creates_one_thing(widgets: Any) -> None:

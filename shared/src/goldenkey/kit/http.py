@@ -3,6 +3,7 @@ correlation id of a request."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -24,8 +25,12 @@ from goldenkey.kit.mongo import UNAVAILABLE
 log = get_logger(__name__)
 
 IDEMPOTENCY = "idempotency"
-STALE_AFTER = timedelta(seconds=60)
-"""A pending key older than this belongs to a request that died: a retry may take it over."""
+STALE_AFTER = timedelta(seconds=15)
+"""A pending key whose attempt has not renewed it for this long belongs to a request that died (its
+process crashed): a retry may take it over. A running attempt renews it every `KEEP_ALIVE_S`, so a
+kiosk retrying after a crash waits seconds for its key, not a minute, however long requests run."""
+KEEP_ALIVE_S = 5.0
+"""How often a running attempt renews its pending key (requests that end sooner write nothing more)."""
 
 
 async def _send_json(
@@ -115,9 +120,11 @@ class IdempotencyKeys:
                     await _settle(store, record_id, attempt, answer)  # that a retry finds the key settled
             await send(message)
 
+        alive = asyncio.create_task(_keep_alive(store, record_id, attempt))
         try:
             await self.app(scope, _replay(body), capture)
         finally:
+            alive.cancel()
             if not answer.settled:  # the app failed before it had answered: let the key go
                 answer.status = 500
                 await _settle(store, record_id, attempt, answer)
@@ -183,6 +190,18 @@ async def _claim(store: Any, record_id: str, fingerprint: str, attempt: str) -> 
         if taken.matched_count == 1:
             return _Claim(retry=True)
     return IN_PROGRESS
+
+
+async def _keep_alive(store: Any, record_id: str, attempt: str) -> None:
+    """Renew this attempt's pending key now and then, while the request runs."""
+    while True:
+        await asyncio.sleep(KEEP_ALIVE_S)
+        try:
+            await store.update_one(
+                {"_id": record_id, "attempt": attempt, "state": "pending"}, {"$set": {"at": datetime.now(UTC)}}
+            )
+        except PyMongoError as error:  # the database away: the request meets it too
+            log.warning("pending Idempotency-Key not renewed", error=repr(error))
 
 
 async def _settle(store: Any, record_id: str, attempt: str, answer: _Answer) -> None:
