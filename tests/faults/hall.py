@@ -442,7 +442,6 @@ async def events_about(hall: FaultHall, subjects: set[str], types: set[str]) -> 
 
 
 async def _assigned(reader: AIOKafkaConsumer) -> set[TopicPartition]:
-    await asyncio.sleep(0)
     return reader.assignment()
 
 
