@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 
 from goldenkey.kit import Repository, ServiceKit
 from goldenkey.kit.kafka import BrokerPublisher, ensure_topics, make_broker
@@ -231,3 +232,37 @@ async def test_a_relay_whose_lease_ran_out_mid_publish_removes_nothing_and_the_c
         await reader.wait_events(3)
     assert sorted(e["sequence"] for e in reader.events()) == [1, 1, 2], "at-least-once: the stalled publish repeats"
     await publisher.broker.stop()
+
+
+class RefusesOne:
+    """A publisher that refuses one document's events for good (too large for the topic, say)."""
+
+    def __init__(self, inner: BrokerPublisher, refused_key: str) -> None:
+        self.inner = inner
+        self.refused_key = refused_key.encode()
+
+    def connected(self) -> bool:
+        return True
+
+    async def publish_batch(self, records: list[Any]) -> None:
+        if any(key == self.refused_key for _, key, _, _ in records):
+            raise MessageSizeTooLargeError()
+        await self.inner.publish_batch(records)
+
+
+async def test_a_document_whose_events_are_refused_does_not_hold_up_the_others(infra: Any) -> None:
+    contract = new_contract()
+    settings = settings_for(infra)
+    kit = ServiceKit(settings)
+    widgets: Repository[Widget] = Repository(kit.db["widgets"], Widget, relay=None)
+    for n in range(6):
+        widget = Widget(id=f"w{n}", colour="red")
+        widget.record(contract.WidgetMade(widget_id=widget.id, colour="red"), at=NOW)
+        await widgets.add(widget)
+    publisher = await started_publisher(settings, [contract.widgets_topic])
+    relay = OutboxRelay(kit.db, RefusesOne(publisher, "w0"), ["widgets"])
+    async with TopicReader(settings.kafka_bootstrap, contract.widgets_topic) as reader:
+        assert await relay.drain() == 5
+        events = await reader.wait_events(5)
+    assert sorted(e["subject"] for e in events) == ["w1", "w2", "w3", "w4", "w5"]
+    assert await relay.pending() == 1, "the refused one stays in its outbox, for a later sweep"

@@ -49,8 +49,6 @@ from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
     KafkaError,
-    KafkaTimeoutError,
-    KafkaUnavailableError,
 )
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, Topic
@@ -62,7 +60,7 @@ from pymongo.errors import DuplicateKeyError
 from goldenkey.contracts import EVENTS, CloudEvent, PoisonMessage, dlq_topic
 from goldenkey.contracts.registry import parse_event
 from goldenkey.kit.aggregate import ConcurrencyError
-from goldenkey.kit.kafka import PRODUCER_FATAL, BrokerPublisher
+from goldenkey.kit.kafka import PRODUCER_FATAL, BrokerPublisher, kafka_unreachable
 from goldenkey.kit.logs import correlation_id, get_logger
 from goldenkey.kit.metrics import Metrics
 from goldenkey.kit.mongo import UNAVAILABLE, Document, ping
@@ -90,14 +88,6 @@ class Failure(StrEnum):
     """Lost races or ran out of time: retried `consumer_contention_retries` times."""
     ERROR = "error"
     """Anything else: retried `consumer_retries` times."""
-
-
-def kafka_unreachable(error: BaseException) -> bool:
-    """Whether a Kafka error means "not now" rather than "never": aiokafka's `retriable`, and the
-    timeouts it does not mark so (a broker that did not answer in time)."""
-    return isinstance(error, KafkaError) and (
-        error.retriable or isinstance(error, KafkaTimeoutError | KafkaUnavailableError)
-    )
 
 
 def failure_of(error: BaseException) -> Failure:

@@ -13,6 +13,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
     NoError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
@@ -149,6 +151,14 @@ async def default_replication_factor(admin: AIOKafkaAdminClient) -> int:
                     return int(value)
     raise TopicsNotCreated(
         "the broker did not say its default.replication.factor; set GOLDENKEY_KAFKA_REPLICATION_FACTOR"
+    )
+
+
+def kafka_unreachable(error: BaseException) -> bool:
+    """Whether a Kafka error means "not now" rather than "never": aiokafka's `retriable`, and the
+    timeouts it does not mark so (a broker that did not answer in time)."""
+    return isinstance(error, KafkaError) and (
+        error.retriable or isinstance(error, KafkaTimeoutError | KafkaUnavailableError)
     )
 
 

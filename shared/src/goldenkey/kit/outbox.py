@@ -21,8 +21,9 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 
 from goldenkey.contracts import CONTENT_TYPE
+from goldenkey.kit.kafka import kafka_unreachable
 from goldenkey.kit.logs import get_logger
-from goldenkey.kit.mongo import Document
+from goldenkey.kit.mongo import UNAVAILABLE, Document
 
 log = get_logger(__name__)
 
@@ -166,7 +167,19 @@ class OutboxRelay:
                 pending = [document["_id"] async for document in cursor]
                 progress = 0
                 for aggregate_id in pending:
-                    progress += await self._relay_document(collection, aggregate_id) or 0
+                    try:
+                        progress += await self._relay_document(collection, aggregate_id) or 0
+                    except Exception as error:
+                        if isinstance(error, UNAVAILABLE) or kafka_unreachable(error):
+                            raise  # nothing else would go either: the sweeper backs off
+                        # This document's events, not the world, are at fault (too large for the
+                        # topic, say): the others must not wait behind it.
+                        log.error(
+                            "outbox document not published; the sweep goes on",
+                            collection=collection,
+                            aggregate_id=str(aggregate_id),
+                            error=repr(error),
+                        )
                 published += progress
                 if len(pending) < self.batch or progress == 0:  # all done, or the rest is leased elsewhere
                     break
